@@ -1,0 +1,363 @@
+// Package config reads the extension's settings from the environment.
+//
+// It is the one place where environment variables are parsed, defaulted and
+// validated; everything else receives typed values. A bad value produces an
+// error that names the variable, and Load still returns the settings the
+// lifecycle needs, so the extension can keep the function working while it
+// ships nothing.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/sirupsen/logrus"
+)
+
+// LookupFunc reads one environment variable; os.LookupEnv is the real one.
+type LookupFunc func(name string) (string, bool)
+
+// FlushMode says when queued lines are pushed to Loki.
+type FlushMode int
+
+const (
+	// FlushEnd pushes at the end of every invocation, before /next.
+	FlushEnd FlushMode = iota
+	// FlushAdaptive behaves like FlushEnd until invocations arrive faster
+	// than a threshold, then pushes in the background during the next
+	// invocation so that no billed time is added.
+	FlushAdaptive
+	// FlushPeriodic pushes on a timer in the background.
+	FlushPeriodic
+)
+
+// String returns the mode as FLUSH_STRATEGY spells it.
+func (m FlushMode) String() string {
+	switch m {
+	case FlushAdaptive:
+		return "adaptive"
+	case FlushPeriodic:
+		return "periodic"
+	default:
+		return "end"
+	}
+}
+
+// FlushStrategy is the parsed FLUSH_STRATEGY.
+type FlushStrategy struct {
+	Mode FlushMode
+	// Interval is the timer period for FlushPeriodic, and the background
+	// period for FlushAdaptive (and Managed Instances).
+	Interval time.Duration
+}
+
+// Buffering is the Telemetry API subscription's buffering, within the
+// limits Lambda accepts.
+type Buffering struct {
+	MaxItems  int
+	MaxBytes  int
+	TimeoutMs int
+}
+
+// Config is every setting of the extension.
+type Config struct {
+	// FunctionName is AWS_LAMBDA_FUNCTION_NAME, the value of the function label.
+	FunctionName string
+	// RuntimeAPI is AWS_LAMBDA_RUNTIME_API, host:port of the Extensions API.
+	RuntimeAPI string
+	// ManagedInstances is true on Lambda Managed Instances, where there is
+	// no INVOKE event and no runtimeDone, and telemetry needs schema 2025-01-29.
+	ManagedInstances bool
+	// SAMLocal is AWS_SAM_LOCAL=true: the listener binds all interfaces.
+	SAMLocal bool
+
+	// Loki is the push client's configuration (URL, labels, auth, limits).
+	Loki loki.Config
+	// DispatchMinBatchSize is how many lines must be queued before a flush
+	// at the end of an invocation pushes them; SHUTDOWN pushes everything.
+	DispatchMinBatchSize int
+	// Flush is when to push.
+	Flush FlushStrategy
+	// FlushTimeout bounds the time one invocation's flush may add.
+	FlushTimeout time.Duration
+
+	// ListenerPort is where the telemetry listener binds.
+	ListenerPort int
+	// Buffering is the Telemetry API subscription's buffering.
+	Buffering Buffering
+	// QueueMaxEntries and QueueMaxBytes bound the lines held in memory;
+	// past them the oldest lines are dropped and counted.
+	QueueMaxEntries int
+	QueueMaxBytes   int
+
+	// ShipPlatformLogs adds START/END/REPORT lines on a type="platform" stream.
+	ShipPlatformLogs bool
+	// ShipExtensionLogs adds extensions' own log lines on a type="extension" stream.
+	ShipExtensionLogs bool
+
+	// LogLevel is the level of the extension's own log.
+	LogLevel logrus.Level
+	// Strict reports a configuration error to Lambda with /extension/init/error
+	// instead of running degraded.
+	Strict bool
+}
+
+// Defaults, documented in the README's configuration table.
+const (
+	DefaultLokiPort             = 3100
+	DefaultLokiPushPath         = "/api/prom/push"
+	DefaultListenerPort         = 4323
+	DefaultMinBatchSize         = 1
+	DefaultFlushTimeout         = 2000 * time.Millisecond
+	DefaultLokiTimeout          = 1500 * time.Millisecond
+	DefaultMaxLineBytes         = 256*1024 - 1024
+	DefaultMaxRequestBytes      = 1024 * 1024
+	DefaultQueueMaxEntries      = 100_000
+	DefaultQueueMaxBytes        = 16 * 1024 * 1024
+	DefaultTelemetryMaxItems    = 1000
+	DefaultTelemetryMaxBytes    = 262_144
+	DefaultTelemetryTimeoutMs   = 25
+	DefaultAdaptiveInterval     = 1000 * time.Millisecond
+	DefaultManagedFlushInterval = 1000 * time.Millisecond
+)
+
+// Limits Lambda puts on the subscription's buffering (contract §2.1).
+const (
+	minTelemetryMaxItems  = 1000
+	maxTelemetryMaxItems  = 10_000
+	minTelemetryMaxBytes  = 262_144
+	maxTelemetryMaxBytes  = 1_048_576
+	minTelemetryTimeoutMs = 25
+	maxTelemetryTimeoutMs = 30_000
+)
+
+// Load reads the configuration. On error the returned Config still holds
+// every setting that could be read (at least the lifecycle ones), and the
+// error names each variable that is wrong and why.
+func Load(lookup LookupFunc) (Config, error) {
+	r := reader{lookup: lookup}
+	cfg := Config{
+		FunctionName:     r.str("AWS_LAMBDA_FUNCTION_NAME", "unknown"),
+		RuntimeAPI:       r.str("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"),
+		ManagedInstances: r.str("AWS_LAMBDA_INITIALIZATION_TYPE", "") == "lambda-managed-instances",
+		SAMLocal:         strings.EqualFold(r.str("AWS_SAM_LOCAL", ""), "true"),
+		Strict:           r.boolean("STRICT_CONFIG", false),
+		LogLevel:         r.logLevel("LOG_LEVEL", logrus.InfoLevel),
+	}
+	cfg.ListenerPort = r.intIn("TELEMETRY_LISTENER_PORT", DefaultListenerPort, 1, 65535)
+	if cfg.ListenerPort == 9001 {
+		r.fail("TELEMETRY_LISTENER_PORT", "port 9001 is reserved by Lambda")
+		cfg.ListenerPort = DefaultListenerPort
+	}
+	cfg.Buffering = Buffering{
+		MaxItems:  r.intIn("TELEMETRY_MAX_ITEMS", DefaultTelemetryMaxItems, minTelemetryMaxItems, maxTelemetryMaxItems),
+		MaxBytes:  r.intIn("TELEMETRY_MAX_BYTES", DefaultTelemetryMaxBytes, minTelemetryMaxBytes, maxTelemetryMaxBytes),
+		TimeoutMs: r.intIn("TELEMETRY_TIMEOUT_MS", DefaultTelemetryTimeoutMs, minTelemetryTimeoutMs, maxTelemetryTimeoutMs),
+	}
+	cfg.DispatchMinBatchSize = r.intIn("DISPATCH_MIN_BATCH_SIZE", DefaultMinBatchSize, 1, 1_000_000)
+	cfg.Flush = r.flushStrategy("FLUSH_STRATEGY")
+	cfg.FlushTimeout = r.millis("FLUSH_TIMEOUT_MS", DefaultFlushTimeout, 10, 60_000)
+	cfg.QueueMaxEntries = r.intIn("QUEUE_MAX_ENTRIES", DefaultQueueMaxEntries, 100, 10_000_000)
+	cfg.QueueMaxBytes = r.intIn("QUEUE_MAX_BYTES", DefaultQueueMaxBytes, 1024*1024, 1024*1024*1024)
+	cfg.ShipPlatformLogs = r.boolean("SHIP_PLATFORM_LOGS", false)
+	cfg.ShipExtensionLogs = r.boolean("SHIP_EXTENSION_LOGS", false)
+
+	labels := map[string]string{"source": "lambda", "function": cfg.FunctionName}
+	r.labels("LOKI_LABELS", labels)
+	cfg.Loki = loki.Config{
+		URL:             r.lokiURL(),
+		Labels:          labels,
+		LevelLabel:      r.boolean("LOKI_LEVEL_LABEL", false),
+		Username:        r.str("LOKI_USERNAME", ""),
+		Password:        r.str("LOKI_PASSWORD", ""),
+		BearerToken:     r.str("LOKI_BEARER_TOKEN", ""),
+		TenantID:        r.str("LOKI_TENANT_ID", ""),
+		CAFile:          r.str("LOKI_CA_FILE", ""),
+		RequestTimeout:  r.millis("LOKI_TIMEOUT_MS", DefaultLokiTimeout, 10, 60_000),
+		MaxLineBytes:    r.intIn("LOKI_MAX_LINE_BYTES", DefaultMaxLineBytes, 1024, 16*1024*1024),
+		MaxRequestBytes: r.intIn("LOKI_MAX_REQUEST_BYTES", DefaultMaxRequestBytes, 64*1024, 64*1024*1024),
+	}
+	if cfg.Loki.Password != "" && cfg.Loki.Username == "" {
+		r.fail("LOKI_USERNAME", "must be set when LOKI_PASSWORD is set")
+	}
+	if cfg.Loki.BearerToken != "" && (cfg.Loki.Username != "" || cfg.Loki.Password != "") {
+		r.fail("LOKI_BEARER_TOKEN", "cannot be combined with LOKI_USERNAME/LOKI_PASSWORD; choose one kind of auth")
+	}
+	return cfg, r.err()
+}
+
+// reader collects one error per bad variable so that Load reports them all at once.
+type reader struct {
+	lookup LookupFunc
+	errs   []error
+}
+
+func (r *reader) fail(name, format string, args ...any) {
+	r.errs = append(r.errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, args...)))
+}
+
+func (r *reader) err() error {
+	if len(r.errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("invalid configuration: %w", errors.Join(r.errs...))
+}
+
+// str returns the trimmed value, or def when the variable is unset or blank.
+func (r *reader) str(name, def string) string {
+	v, ok := r.lookup(name)
+	if v = strings.TrimSpace(v); !ok || v == "" {
+		return def
+	}
+	return v
+}
+
+func (r *reader) boolean(name string, def bool) bool {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, "want true or false, got %q", v)
+		return def
+	}
+	return b
+}
+
+func (r *reader) intIn(name string, def, lo, hi int) int {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		r.fail(name, "want a whole number, got %q", v)
+		return def
+	}
+	if n < lo || n > hi {
+		r.fail(name, "must be between %d and %d, got %d", lo, hi, n)
+		return def
+	}
+	return n
+}
+
+func (r *reader) millis(name string, def time.Duration, lo, hi int) time.Duration {
+	return time.Duration(r.intIn(name, int(def/time.Millisecond), lo, hi)) * time.Millisecond
+}
+
+func (r *reader) logLevel(name string, def logrus.Level) logrus.Level {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	lvl, err := logrus.ParseLevel(v)
+	if err != nil {
+		r.fail(name, "want one of panic, fatal, error, warn, info, debug, trace, got %q", v)
+		return def
+	}
+	return lvl
+}
+
+// flushStrategy parses end | adaptive | periodic,<ms>.
+func (r *reader) flushStrategy(name string) FlushStrategy {
+	v := strings.ToLower(r.str(name, "end"))
+	mode, arg, hasArg := strings.Cut(v, ",")
+	switch strings.TrimSpace(mode) {
+	case "end":
+		if !hasArg {
+			return FlushStrategy{Mode: FlushEnd}
+		}
+	case "adaptive":
+		if !hasArg {
+			return FlushStrategy{Mode: FlushAdaptive, Interval: DefaultAdaptiveInterval}
+		}
+	case "periodic":
+		ms, err := strconv.Atoi(strings.TrimSpace(arg))
+		if hasArg && err == nil && ms >= 10 && ms <= 600_000 {
+			return FlushStrategy{Mode: FlushPeriodic, Interval: time.Duration(ms) * time.Millisecond}
+		}
+		r.fail(name, "periodic needs an interval in milliseconds between 10 and 600000, as periodic,<ms>; got %q", v)
+		return FlushStrategy{Mode: FlushEnd}
+	}
+	r.fail(name, "want end, adaptive or periodic,<ms>; got %q", v)
+	return FlushStrategy{Mode: FlushEnd}
+}
+
+// lokiURL returns the push URL from LOKI_URL, or from LOKI_IP as the article
+// configured it (http://$LOKI_IP:3100/api/prom/push).
+func (r *reader) lokiURL() string {
+	if raw := r.str("LOKI_URL", ""); raw != "" {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			// url's error repeats the input, which may hold a password.
+			r.fail("LOKI_URL", "not a valid URL")
+			return ""
+		case u.Scheme != "http" && u.Scheme != "https":
+			r.fail("LOKI_URL", "scheme must be http or https, got %q", u.Scheme)
+			return ""
+		case u.Host == "":
+			r.fail("LOKI_URL", "has no host")
+			return ""
+		}
+		return raw
+	}
+	ip := r.str("LOKI_IP", "")
+	if ip == "" {
+		r.fail("LOKI_URL", "neither LOKI_URL nor LOKI_IP is set, so there is nowhere to ship logs; set LOKI_URL to Loki's push URL (for example https://loki.example.com/loki/api/v1/push) or LOKI_IP to its address")
+		return ""
+	}
+	host := ip
+	if _, _, err := net.SplitHostPort(ip); err != nil {
+		host = net.JoinHostPort(strings.Trim(ip, "[]"), strconv.Itoa(DefaultLokiPort))
+	}
+	if strings.ContainsAny(ip, "/@ ") {
+		r.fail("LOKI_IP", "want a host name or IP address (optionally :port), got %q; use LOKI_URL for a full URL", ip)
+		return ""
+	}
+	return "http://" + host + DefaultLokiPushPath
+}
+
+// labels parses LOKI_LABELS=key=value,key=value into dst, validating names
+// with Loki's rules and refusing to override source and function.
+func (r *reader) labels(name string, dst map[string]string) {
+	v := r.str(name, "")
+	if v == "" {
+		return
+	}
+	var bad []string
+	for _, pair := range strings.Split(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		key, value, ok := strings.Cut(pair, "=")
+		key, value = strings.TrimSpace(key), strings.TrimSpace(value)
+		switch {
+		case !ok || value == "":
+			bad = append(bad, fmt.Sprintf("%q is not key=value", pair))
+		case loki.ValidateLabelName(key) != nil:
+			bad = append(bad, fmt.Sprintf("label name %q is invalid: %v", key, loki.ValidateLabelName(key)))
+		case key == "source" || key == "function" || key == "type" || key == "level":
+			bad = append(bad, fmt.Sprintf("label %q is set by the extension and cannot be overridden", key))
+		default:
+			dst[key] = value
+		}
+	}
+	// The extension may add type and level to every stream.
+	if len(dst)+2 > 15 {
+		bad = append(bad, fmt.Sprintf("%d labels plus type and level exceed Loki's default limit of 15 label names per stream", len(dst)))
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		r.fail(name, "%s", strings.Join(bad, "; "))
+	}
+}

@@ -1,0 +1,128 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+)
+
+func env(kv ...string) LookupFunc {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(name string) (string, bool) {
+		v, ok := m[name]
+		return v, ok
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	cfg, err := Load(env("LOKI_IP", "10.0.0.5", "AWS_LAMBDA_FUNCTION_NAME", "fn", "AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name string
+		ok   bool
+	}{
+		{"article's push URL from LOKI_IP", cfg.Loki.URL == "http://10.0.0.5:3100/api/prom/push"},
+		{"labels source and function", len(cfg.Loki.Labels) == 2 && cfg.Loki.Labels["source"] == "lambda" && cfg.Loki.Labels["function"] == "fn"},
+		{"batch size 1", cfg.DispatchMinBatchSize == 1},
+		{"flush at end", cfg.Flush.Mode == FlushEnd},
+		{"listener 4323", cfg.ListenerPort == 4323},
+		{"buffering 1000/262144/25", cfg.Buffering == Buffering{1000, 262144, 25}},
+		{"info log", cfg.LogLevel == logrus.InfoLevel},
+		{"not strict", !cfg.Strict},
+		{"platform and extension lines off", !cfg.ShipPlatformLogs && !cfg.ShipExtensionLogs},
+		{"queue bounds", cfg.QueueMaxEntries == DefaultQueueMaxEntries && cfg.QueueMaxBytes == DefaultQueueMaxBytes},
+		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == DefaultLokiTimeout},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: %+v", c.name, cfg)
+		}
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	cfg, err := Load(env(
+		"LOKI_URL", "https://logs-prod-012.grafana.net/loki/api/v1/push", "LOKI_IP", "ignored",
+		"LOKI_USERNAME", "123456", "LOKI_PASSWORD", "glc_secret", "LOKI_TENANT_ID", "team-a",
+		"LOKI_LABELS", "env=prod, team=payments", "LOKI_LEVEL_LABEL", "true",
+		"DISPATCH_MIN_BATCH_SIZE", "10", "FLUSH_STRATEGY", "periodic,250", "LOG_LEVEL", "debug",
+		"TELEMETRY_MAX_ITEMS", "10000", "TELEMETRY_MAX_BYTES", "1048576", "TELEMETRY_TIMEOUT_MS", "100",
+		"TELEMETRY_LISTENER_PORT", "4400", "STRICT_CONFIG", "true", "SHIP_PLATFORM_LOGS", "1",
+		"AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances", "AWS_SAM_LOCAL", "true",
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Loki.URL != "https://logs-prod-012.grafana.net/loki/api/v1/push" || cfg.Loki.Username != "123456" || cfg.Loki.TenantID != "team-a" ||
+		cfg.Loki.Labels["env"] != "prod" || cfg.Loki.Labels["team"] != "payments" || !cfg.Loki.LevelLabel ||
+		cfg.DispatchMinBatchSize != 10 || cfg.Flush != (FlushStrategy{FlushPeriodic, 250 * time.Millisecond}) || cfg.LogLevel != logrus.DebugLevel ||
+		cfg.Buffering != (Buffering{10000, 1048576, 100}) || cfg.ListenerPort != 4400 || !cfg.Strict || !cfg.ShipPlatformLogs ||
+		!cfg.ManagedInstances || !cfg.SAMLocal {
+		t.Errorf("%+v", cfg)
+	}
+	if cfg, _ := Load(env("LOKI_IP", "10.0.0.5:8080", "FLUSH_STRATEGY", "Adaptive")); cfg.Loki.URL != "http://10.0.0.5:8080/api/prom/push" || cfg.Flush.Mode != FlushAdaptive {
+		t.Errorf("LOKI_IP with port / adaptive: %+v", cfg)
+	}
+}
+
+// Every bad value gives an error that names its variable (DEVELOPERS.md:
+// "one clear error naming the variable"), and Load still returns settings
+// the lifecycle can run with.
+func TestLoadErrorsNameTheVariable(t *testing.T) {
+	tests := []struct {
+		name     string
+		env      []string
+		variable string
+		detail   string
+	}{
+		{"nowhere to ship", nil, "LOKI_URL", "neither LOKI_URL nor LOKI_IP"},
+		{"bad scheme", []string{"LOKI_URL", "ftp://x/push"}, "LOKI_URL", "http or https"},
+		{"no host", []string{"LOKI_URL", "http:///push"}, "LOKI_URL", "no host"},
+		{"IP that is a URL", []string{"LOKI_IP", "http://x"}, "LOKI_IP", "use LOKI_URL"},
+		{"batch size not a number", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "ten"}, "DISPATCH_MIN_BATCH_SIZE", "whole number"},
+		{"batch size zero", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "0"}, "DISPATCH_MIN_BATCH_SIZE", "between 1"},
+		{"maxItems below Lambda's minimum (contract §2.1)", []string{"LOKI_IP", "x", "TELEMETRY_MAX_ITEMS", "10"}, "TELEMETRY_MAX_ITEMS", "between 1000 and 10000"},
+		{"maxBytes above Lambda's maximum", []string{"LOKI_IP", "x", "TELEMETRY_MAX_BYTES", "2000000"}, "TELEMETRY_MAX_BYTES", "between 262144 and 1048576"},
+		{"timeoutMs below 25", []string{"LOKI_IP", "x", "TELEMETRY_TIMEOUT_MS", "5"}, "TELEMETRY_TIMEOUT_MS", "between 25 and 30000"},
+		{"reserved port", []string{"LOKI_IP", "x", "TELEMETRY_LISTENER_PORT", "9001"}, "TELEMETRY_LISTENER_PORT", "reserved"},
+		{"unknown strategy", []string{"LOKI_IP", "x", "FLUSH_STRATEGY", "sometimes"}, "FLUSH_STRATEGY", "end, adaptive or periodic"},
+		{"periodic without interval", []string{"LOKI_IP", "x", "FLUSH_STRATEGY", "periodic"}, "FLUSH_STRATEGY", "periodic,<ms>"},
+		{"periodic with garbage", []string{"LOKI_IP", "x", "FLUSH_STRATEGY", "periodic,soon"}, "FLUSH_STRATEGY", "periodic,<ms>"},
+		{"log level", []string{"LOKI_IP", "x", "LOG_LEVEL", "loud"}, "LOG_LEVEL", "debug"},
+		{"boolean", []string{"LOKI_IP", "x", "STRICT_CONFIG", "yes please"}, "STRICT_CONFIG", "true or false"},
+		{"label name with a dash", []string{"LOKI_IP", "x", "LOKI_LABELS", "my-env=prod"}, "LOKI_LABELS", `"my-env" is invalid`},
+		{"label name starting with a digit", []string{"LOKI_IP", "x", "LOKI_LABELS", "1env=prod"}, "LOKI_LABELS", `"1env" is invalid`},
+		{"label without value", []string{"LOKI_IP", "x", "LOKI_LABELS", "env"}, "LOKI_LABELS", "not key=value"},
+		{"label overriding function", []string{"LOKI_IP", "x", "LOKI_LABELS", "function=other"}, "LOKI_LABELS", "cannot be overridden"},
+		{"password without user", []string{"LOKI_IP", "x", "LOKI_PASSWORD", "p"}, "LOKI_USERNAME", "LOKI_PASSWORD"},
+		{"token and basic auth", []string{"LOKI_IP", "x", "LOKI_USERNAME", "u", "LOKI_BEARER_TOKEN", "t"}, "LOKI_BEARER_TOKEN", "choose one"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Load(env(append(tt.env, "AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9999", "STRICT_CONFIG_UNUSED", "")...))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if msg := err.Error(); !strings.Contains(msg, tt.variable+":") || !strings.Contains(msg, tt.detail) {
+				t.Fatalf("error %q does not name %s with %q", msg, tt.variable, tt.detail)
+			}
+			if cfg.RuntimeAPI != "127.0.0.1:9999" || cfg.ListenerPort == 0 {
+				t.Fatalf("lifecycle settings lost: %+v", cfg)
+			}
+		})
+	}
+}
+
+func TestLoadErrorNeverShowsThePassword(t *testing.T) {
+	_, err := Load(env("LOKI_URL", "http://user:s3cr3t@%zz/push"))
+	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
+		t.Fatalf("error %v", err)
+	}
+}

@@ -1,0 +1,59 @@
+// Package loki pushes log entries to Grafana Loki's push API.
+//
+// It groups entries into streams, sorts each stream by time, keeps every
+// request inside Loki's limits and sends it synchronously, bounded by the
+// caller's context. It never queues on its own: what it could not deliver is
+// handed back to the caller, who decides when to try again.
+package loki
+
+import "time"
+
+// StreamType names the Loki stream an entry belongs to. The client turns each
+// type into its label set once, so no label string is built per line.
+type StreamType uint8
+
+const (
+	// StreamFunction holds the function's own log lines:
+	// {source="lambda", function="<name>", <user labels>}.
+	StreamFunction StreamType = iota
+	// StreamPlatform holds START/END/REPORT style platform lines: the function
+	// labels plus type="platform".
+	StreamPlatform
+	// StreamExtension holds log lines written by extensions: the function
+	// labels plus type="extension".
+	StreamExtension
+)
+
+// String returns the value of the type label for the stream, or "function".
+func (s StreamType) String() string {
+	switch s {
+	case StreamPlatform:
+		return "platform"
+	case StreamExtension:
+		return "extension"
+	default:
+		return "function"
+	}
+}
+
+// Entry is one log line as the function wrote it, with the time Lambda
+// stamped on it.
+type Entry struct {
+	// Time is the event's own timestamp, never the time of the push.
+	Time time.Time
+	// Line is the log line exactly as written, less one trailing newline.
+	Line string
+	// Stream says which label set the entry is pushed under.
+	Stream StreamType
+	// Level is the record's log level when the function logs in JSON format;
+	// it becomes a label only when the client is configured for it.
+	Level string
+}
+
+// entryOverhead approximates the bytes an entry costs beyond its line: the
+// protobuf timestamp and field framing, and the queue's bookkeeping.
+const entryOverhead = 32
+
+// Size is the number of bytes the entry counts for in memory bounds and
+// request size limits.
+func (e Entry) Size() int { return len(e.Line) + entryOverhead }

@@ -1,0 +1,351 @@
+// Command grafana-loki-extension is an AWS Lambda extension that ships the
+// function's logs to Grafana Loki through the Lambda Telemetry API.
+//
+// The lifecycle follows the flush protocol of the design: register, listen,
+// subscribe, then for every INVOKE wait for the runtime to finish, push the
+// invocation's lines to Loki and only then call /next, so that nothing waits
+// in a frozen sandbox. At SHUTDOWN it drains everything and exits in time.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/config"
+	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
+	"github.com/sirupsen/logrus"
+)
+
+// version is stamped by the build (-ldflags "-X main.version=...").
+var version = "dev"
+
+// Margins kept before Lambda's deadlines, so that /next or the exit comes in
+// time even when the last push is cut short.
+const (
+	invokeMargin   = 100 * time.Millisecond
+	shutdownMargin = 300 * time.Millisecond
+	// lateTelemetry is how long, past the subscription's buffering timeout,
+	// SHUTDOWN waits for batches Lambda may still be sending.
+	lateTelemetry = 50 * time.Millisecond
+)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "-version" || os.Args[1] == "--version") {
+		fmt.Println(version)
+		return
+	}
+	os.Exit(run())
+}
+
+func run() int {
+	// Lambda ends extensions with SHUTDOWN and then SIGKILL; a SIGTERM or an
+	// interrupt comes from a person running it by hand, and is treated as a
+	// shutdown.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	cfg, cfgErr := config.Load(os.LookupEnv)
+	log := newLog(cfg.LogLevel)
+	ext := extensionApi.NewClient(cfg.RuntimeAPI)
+
+	events := []extensionApi.EventType{extensionApi.Invoke, extensionApi.Shutdown}
+	if cfg.ManagedInstances {
+		// Managed Instances refuse INVOKE registrations (contract §4).
+		events = []extensionApi.EventType{extensionApi.Shutdown}
+	}
+	name := filepath.Base(os.Args[0])
+	if _, err := ext.Register(ctx, name, events); err != nil {
+		log.WithError(err).Error("registering with the Extensions API failed")
+		return 1
+	}
+	log.WithFields(logrus.Fields{"version": version, "name": name}).Debug("registered")
+
+	var x *extension
+	if cfgErr == nil {
+		x, cfgErr = setup(ctx, cfg, ext, log)
+	}
+	if cfgErr != nil {
+		log.Error(cfgErr.Error())
+		if cfg.Strict {
+			if err := ext.InitError(ctx, "Extension.ConfigInvalid", cfgErr); err != nil {
+				log.WithError(err).Error("reporting the init error to Lambda failed")
+			}
+			return 1
+		}
+		log.Warn("shipping no logs until the configuration is fixed; the function itself is not affected (set STRICT_CONFIG=true to fail the init instead)")
+		return idle(ctx, ext, log)
+	}
+	return x.run(ctx)
+}
+
+// extension is the running extension: the lifecycle's state and the parts
+// it drives.
+type extension struct {
+	cfg        config.Config
+	log        *logrus.Logger
+	ext        *extensionApi.Client
+	listener   *telemetryApi.Listener
+	queue      *telemetryApi.Queue
+	dispatcher *telemetryApi.Dispatcher
+	loki       *loki.Client
+	// telemetry is false when the Telemetry API is a local stub that never
+	// delivers anything (it answered 202): then nothing is awaited.
+	telemetry bool
+	flusher   *flusher
+	totals    totals
+
+	lastRequestID string
+}
+
+// setup builds the Loki client, starts the listener and subscribes to the
+// Telemetry API; all of it before the first /next, as the contract requires.
+func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log *logrus.Logger) (*extension, error) {
+	client, err := loki.New(cfg.Loki)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: %w", err)
+	}
+	q := telemetryApi.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes)
+	host := "sandbox"
+	if cfg.SAMLocal {
+		host = ""
+	}
+	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{
+		Addr:          net.JoinHostPort(host, strconv.Itoa(cfg.ListenerPort)),
+		ShipPlatform:  cfg.ShipPlatformLogs,
+		ShipExtension: cfg.ShipExtensionLogs,
+		OnRestore:     client.CloseIdleConnections,
+		Log:           log,
+	}, q)
+	if err := l.Start(); err != nil {
+		return nil, err
+	}
+	x := &extension{
+		cfg: cfg, log: log, ext: ext, listener: l, queue: q, loki: client, telemetry: true,
+		dispatcher: telemetryApi.NewDispatcher(q, client, cfg.DispatchMinBatchSize),
+	}
+	x.flusher = newFlusher(x)
+
+	types := []string{"platform", "function"}
+	if cfg.ShipExtensionLogs {
+		types = append(types, "extension")
+	}
+	schema := telemetryApi.SchemaVersion
+	if cfg.ManagedInstances {
+		schema = telemetryApi.SchemaVersionManagedIn
+	}
+	err = telemetryApi.Subscribe(ctx, cfg.RuntimeAPI, ext.ExtensionID(), telemetryApi.Subscription{
+		SchemaVersion: schema,
+		Types:         types,
+		Buffering: telemetryApi.Buffering{
+			MaxItems: cfg.Buffering.MaxItems, MaxBytes: cfg.Buffering.MaxBytes, TimeoutMs: cfg.Buffering.TimeoutMs,
+		},
+		Destination: telemetryApi.Destination{Protocol: "HTTP", URI: "http://sandbox.localdomain:" + strconv.Itoa(cfg.ListenerPort) + "/"},
+	})
+	switch {
+	case errors.Is(err, telemetryApi.ErrNotSupported):
+		log.Warnf("%v: this looks like a local emulator (SAM, the runtime interface emulator); no telemetry will arrive, so the extension only follows the lifecycle", err)
+		x.telemetry = false
+	case err != nil:
+		_ = l.Shutdown(ctx)
+		return nil, fmt.Errorf("subscribing to the Telemetry API: %w", err)
+	}
+	return x, nil
+}
+
+// run is the lifecycle loop: one event at a time, until SHUTDOWN.
+func (x *extension) run(ctx context.Context) int {
+	x.flusher.start(ctx)
+	for failures := 0; ; {
+		ev, err := x.ext.Next(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			x.onShutdown(extensionApi.Event{EventType: extensionApi.Shutdown, ShutdownReason: "signal"})
+			return 0
+		case err != nil:
+			failures++
+			x.log.WithError(err).Error("asking the Extensions API for the next event failed")
+			if failures >= 3 {
+				_ = x.ext.ExitError(ctx, "Extension.NextFailed", err)
+				return 1
+			}
+			time.Sleep(100 * time.Millisecond)
+		case ev.IsShutdown():
+			x.onShutdown(ev)
+			return 0
+		case ev.IsInvoke():
+			failures = 0
+			x.onInvoke(ctx, ev)
+		default:
+			x.log.Warnf("ignoring an unknown event type %q", ev.EventType)
+		}
+	}
+}
+
+// onInvoke runs between an INVOKE and the next /next: wait until the runtime
+// is done (all of the invocation's lines are then queued), push, return.
+// Everything here is bounded by the invocation's deadline.
+func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
+	x.lastRequestID = ev.RequestID
+	ctx, cancel := context.WithDeadline(ctx, ev.Deadline().Add(-invokeMargin))
+	defer cancel()
+	if x.flusher.inBackground() {
+		// Pushing happens in the background while the function runs; calling
+		// /next right away adds no billed time.
+		x.flusher.kick()
+		return
+	}
+	if x.telemetry {
+		if _, err := x.listener.WaitRuntimeDone(ctx, ev.RequestID); err != nil {
+			x.log.WithError(err).Warn("the runtime did not finish before the invocation's deadline; pushing what is queued")
+		}
+	}
+	flushCtx, cancelFlush := context.WithTimeout(ctx, x.cfg.FlushTimeout)
+	defer cancelFlush()
+	x.report("invoke", x.dispatcher.Flush(flushCtx, false))
+}
+
+// onShutdown drains: keep the listener open while Lambda delivers the last
+// batches, push everything whatever the batch size, stop the listener, and
+// return well before the deadline.
+func (x *extension) onShutdown(ev extensionApi.Event) {
+	start := time.Now()
+	deadline := ev.Deadline().Add(-shutdownMargin)
+	if ev.DeadlineMs == 0 || deadline.Before(start) {
+		deadline = start.Add(2*time.Second - shutdownMargin)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	x.flusher.stop()
+
+	reason := ev.Reason()
+	if reason == "timeout" || reason == "failure" {
+		x.queue.Put([]loki.Entry{{
+			Time:   start,
+			Line:   "SHUTDOWN Reason: " + reason + " RequestId: " + x.lastRequestID,
+			Stream: loki.StreamFunction,
+		}})
+	}
+	quiet := time.Duration(x.cfg.Buffering.TimeoutMs)*time.Millisecond + lateTelemetry
+	for x.telemetry {
+		x.report("shutdown", x.dispatcher.Flush(ctx, true))
+		last := x.listener.LastReceived()
+		if last.Before(start) {
+			last = start
+		}
+		if ctx.Err() != nil || (x.queue.Len() == 0 && time.Since(last) >= quiet) {
+			break
+		}
+		sleep(ctx, 5*time.Millisecond)
+	}
+	if err := x.listener.Shutdown(ctx); err != nil {
+		x.log.WithError(err).Warn("stopping the telemetry listener")
+	}
+	x.report("shutdown", x.dispatcher.Flush(ctx, true))
+
+	fields := x.totals.fields()
+	fields["reason"] = reason
+	fields["took"] = time.Since(start).Round(time.Millisecond).String()
+	fields["lambdaDropped"] = x.listener.Stats().LambdaDropped
+	if left := x.queue.Len(); left > 0 {
+		fields["lost"] = left
+		x.log.WithFields(fields).Errorf("shutting down with %d lines undelivered: Loki could not take them before the shutdown deadline", left)
+		return
+	}
+	x.log.WithFields(fields).Info("shut down")
+}
+
+// idle follows the lifecycle without shipping anything, so that a
+// misconfigured extension never stops the function from running.
+func idle(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger) int {
+	for failures := 0; failures < 3; {
+		ev, err := ext.Next(ctx)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return 0
+		case err != nil:
+			failures++
+			log.WithError(err).Error("asking the Extensions API for the next event failed")
+			time.Sleep(100 * time.Millisecond)
+		case ev.IsShutdown():
+			return 0
+		}
+	}
+	return 1
+}
+
+// totals add up the flushes over the extension's life; the background
+// flusher and the lifecycle both report.
+type totals struct {
+	mu                                      sync.Mutex
+	delivered, rejected, dropped, truncated int
+}
+
+func (t *totals) add(rep telemetryApi.FlushReport) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.delivered += rep.Delivered
+	t.rejected += rep.Rejected
+	t.dropped += rep.Dropped
+	t.truncated += rep.Truncated
+}
+
+func (t *totals) fields() logrus.Fields {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return logrus.Fields{"delivered": t.delivered, "rejected": t.rejected, "dropped": t.dropped, "truncated": t.truncated}
+}
+
+// report logs one flush: quietly when all went well, once per window with
+// the reason when lines were rejected, requeued or dropped.
+func (x *extension) report(window string, rep telemetryApi.FlushReport) {
+	x.totals.add(rep)
+	log := x.log.WithFields(logrus.Fields{
+		"window": window, "delivered": rep.Delivered, "queued": rep.Remaining,
+		"requests": rep.Requests, "retries": rep.Retries, "took": rep.Took.Round(time.Microsecond).String(),
+	})
+	if rep.Dropped > 0 {
+		log.Warnf("dropped the %d oldest lines (%d bytes): the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them",
+			rep.Dropped, rep.DroppedBytes, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes)
+	}
+	if rep.Rejected > 0 {
+		log.WithError(rep.Err).Errorf("Loki rejected %d lines; they are not retried", rep.Rejected)
+	}
+	if rep.Requeued > 0 {
+		log.WithError(rep.Err).Warnf("%d lines could not be delivered in this window; they stay queued for the next one", rep.Requeued)
+	}
+	if rep.Truncated > 0 {
+		log.Infof("truncated %d lines longer than LOKI_MAX_LINE_BYTES=%d", rep.Truncated, x.cfg.Loki.MaxLineBytes)
+	}
+	if !rep.Skipped {
+		log.Debug("flushed")
+	}
+}
+
+func newLog(level logrus.Level) *logrus.Logger {
+	log := logrus.New()
+	log.SetOutput(os.Stdout) // Lambda sends stdout to CloudWatch
+	log.SetLevel(level)
+	log.SetFormatter(&logrus.TextFormatter{DisableColors: true, FullTimestamp: true, TimestampFormat: time.RFC3339Nano})
+	return log
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

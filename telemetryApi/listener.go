@@ -1,0 +1,308 @@
+package telemetryApi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/sirupsen/logrus"
+)
+
+// MaxBodyBytes is the largest batch the listener reads. Lambda sends up to
+// twice the subscription's maxBytes (at most 1 MiB) plus each event's
+// envelope; anything larger is not from Lambda and gets 413.
+const MaxBodyBytes = 2*1024*1024 + 10_000*256 + 64*1024
+
+// ListenerConfig says where the listener binds and what it turns into lines.
+type ListenerConfig struct {
+	// Addr is host:port to bind, e.g. sandbox:4323.
+	Addr string
+	// ShipPlatform adds START, END and REPORT lines on the platform stream.
+	ShipPlatform bool
+	// ShipExtension adds extensions' log lines on the extension stream.
+	ShipExtension bool
+	// OnRestore is called when a SnapStart restore is reported, so that
+	// connections made before the snapshot are dropped. May be nil.
+	OnRestore func()
+	// Log is the extension's own log.
+	Log *logrus.Logger
+}
+
+// ListenerStats counts what the listener received.
+type ListenerStats struct {
+	Batches, Events, Lines int64
+	// Rejected counts batches refused (malformed, too large, wrong method).
+	Rejected int64
+	// LambdaDropped counts records Lambda reported as dropped (platform.logsDropped).
+	LambdaDropped int64
+}
+
+// Listener receives Telemetry API batches. Its handler only decodes and
+// queues, so it answers quickly: a slow listener makes Lambda drop records.
+type Listener struct {
+	cfg   ListenerConfig
+	queue *Queue
+	srv   *http.Server
+	ln    net.Listener
+
+	done runtimeDoneTracker
+
+	lastReceived  atomic.Int64 // unix nanoseconds of the last batch
+	batches       atomic.Int64
+	events        atomic.Int64
+	lines         atomic.Int64
+	rejected      atomic.Int64
+	lambdaDropped atomic.Int64
+
+	bufs sync.Pool // *bytes.Buffer for request bodies
+}
+
+// NewListener returns a listener that queues entries into q.
+func NewListener(cfg ListenerConfig, q *Queue) *Listener {
+	if cfg.Log == nil {
+		cfg.Log = logrus.New()
+		cfg.Log.SetOutput(io.Discard)
+	}
+	l := &Listener{cfg: cfg, queue: q}
+	l.done.changed = make(chan struct{})
+	l.bufs.New = func() any { return new(bytes.Buffer) }
+	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 5 * time.Second}
+	return l
+}
+
+// Start binds the address and serves in the background.
+func (l *Listener) Start() error {
+	ln, err := net.Listen("tcp", l.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("telemetry listener: binding %s: %w", l.cfg.Addr, err)
+	}
+	l.ln = ln
+	go func() {
+		if err := l.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			l.cfg.Log.WithError(err).Error("telemetry listener stopped")
+		}
+	}()
+	return nil
+}
+
+// Addr is the bound address, once Start has succeeded.
+func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
+
+// Shutdown stops accepting batches and waits for those being handled, at
+// most until ctx ends.
+func (l *Listener) Shutdown(ctx context.Context) error {
+	if err := l.srv.Shutdown(ctx); err != nil {
+		return fmt.Errorf("telemetry listener: shutdown: %w", err)
+	}
+	return nil
+}
+
+// LastReceived is when the last batch arrived (zero before the first).
+func (l *Listener) LastReceived() time.Time {
+	if n := l.lastReceived.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
+// Stats returns the counts so far.
+func (l *Listener) Stats() ListenerStats {
+	return ListenerStats{
+		Batches: l.batches.Load(), Events: l.events.Load(), Lines: l.lines.Load(),
+		Rejected: l.rejected.Load(), LambdaDropped: l.lambdaDropped.Load(),
+	}
+}
+
+// WaitRuntimeDone blocks until platform.runtimeDone for requestID has been
+// received, or ctx ends. By then every line of that invocation is queued.
+func (l *Listener) WaitRuntimeDone(ctx context.Context, requestID string) (RuntimeDone, error) {
+	return l.done.wait(ctx, requestID)
+}
+
+// ServeHTTP handles one batch: POST, a JSON array of events.
+func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		// A bug in decoding must not take the extension, and the function's
+		// logs with it, down.
+		if p := recover(); p != nil {
+			l.rejected.Add(1)
+			l.cfg.Log.WithField("panic", p).Error("telemetry listener: recovered from a panic while handling a batch; the batch is lost")
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}()
+	if r.Method != http.MethodPost {
+		l.rejected.Add(1)
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "only POST", http.StatusMethodNotAllowed)
+		return
+	}
+	buf := l.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer l.bufs.Put(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes)); err != nil {
+		l.rejected.Add(1)
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			l.cfg.Log.Errorf("telemetry listener: refused a batch larger than %d bytes", MaxBodyBytes)
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		l.cfg.Log.WithError(err).Warn("telemetry listener: reading a batch failed")
+		http.Error(w, "reading body failed", http.StatusBadRequest)
+		return
+	}
+	received := time.Now()
+	l.lastReceived.Store(received.UnixNano())
+	var events []Event
+	if err := json.Unmarshal(buf.Bytes(), &events); err != nil {
+		l.rejected.Add(1)
+		l.cfg.Log.WithError(err).Errorf("telemetry listener: dropped a malformed batch of %d bytes", buf.Len())
+		http.Error(w, "malformed batch: want a JSON array of events", http.StatusBadRequest)
+		return
+	}
+	l.batches.Add(1)
+	l.events.Add(int64(len(events)))
+	l.handle(events, received)
+	w.WriteHeader(http.StatusOK)
+}
+
+// handle queues the batch's lines and signals platform events, in order: the
+// lines an invocation wrote are queued before its runtimeDone is signalled.
+func (l *Listener) handle(events []Event, received time.Time) {
+	var entries []loki.Entry
+	flush := func() {
+		if len(entries) > 0 {
+			l.lines.Add(int64(len(entries)))
+			l.queue.Put(entries)
+			entries = nil
+		}
+	}
+	add := func(e loki.Entry) {
+		if entries == nil {
+			entries = make([]loki.Entry, 0, len(events))
+		}
+		entries = append(entries, e)
+	}
+	for i := range events {
+		ev := &events[i]
+		switch ev.Type {
+		case TypeFunction:
+			add(recordEntry(ev, loki.StreamFunction, received))
+		case TypeExtension:
+			if l.cfg.ShipExtension {
+				add(recordEntry(ev, loki.StreamExtension, received))
+			}
+		case TypePlatformStart:
+			var s Start
+			if l.cfg.ShipPlatform && l.decodeRecord(ev, &s) {
+				add(l.platformEntry(ev, received, startLine(s)))
+			}
+		case TypePlatformRuntimeDone:
+			var rd RuntimeDone
+			if !l.decodeRecord(ev, &rd) {
+				continue
+			}
+			if rd.Status != "" && rd.Status != "success" {
+				e := l.platformEntry(ev, received, failureLine(rd))
+				e.Stream = loki.StreamFunction
+				add(e)
+			}
+			if l.cfg.ShipPlatform {
+				add(l.platformEntry(ev, received, endLine(rd)))
+			}
+			flush()
+			l.done.signal(rd)
+		case TypePlatformReport:
+			var rep Report
+			if l.cfg.ShipPlatform && l.decodeRecord(ev, &rep) {
+				add(l.platformEntry(ev, received, reportLine(rep)))
+			}
+		case TypePlatformLogsDropped:
+			var d LogsDropped
+			if l.decodeRecord(ev, &d) {
+				l.lambdaDropped.Add(d.DroppedRecords)
+				l.cfg.Log.WithFields(logrus.Fields{"droppedRecords": d.DroppedRecords, "droppedBytes": d.DroppedBytes}).
+					Warnf("Lambda dropped log records before they reached the extension: %s", d.Reason)
+			}
+		case TypePlatformRestoreStart:
+			if l.cfg.OnRestore != nil {
+				l.cfg.OnRestore()
+			}
+		default:
+			// Other platform events (init, extension, subscription, restore
+			// reports, and types added after this was written) carry
+			// nothing the extension ships.
+		}
+	}
+	flush()
+}
+
+func (l *Listener) platformEntry(ev *Event, received time.Time, line string) loki.Entry {
+	t, ok := parseTime(ev.Time)
+	if !ok {
+		t = received
+	}
+	return loki.Entry{Time: t, Line: line, Stream: loki.StreamPlatform}
+}
+
+// decodeRecord decodes a platform record, logging (at debug, since Lambda may
+// add shapes) when it cannot.
+func (l *Listener) decodeRecord(ev *Event, v any) bool {
+	if err := json.Unmarshal(ev.Record, v); err != nil {
+		l.cfg.Log.WithError(err).Debugf("telemetry listener: ignoring %s with an unexpected record", ev.Type)
+		return false
+	}
+	return true
+}
+
+// runtimeDoneTracker remembers runtimeDone events until the lifecycle asks
+// for them. The lifecycle may ask before or after the event arrives.
+type runtimeDoneTracker struct {
+	mu      sync.Mutex
+	seen    map[string]RuntimeDone
+	changed chan struct{} // closed and replaced at every signal
+}
+
+// maxTracked bounds the runtimeDone events kept for request IDs nobody waits
+// for (an invocation whose wait already timed out, say).
+const maxTracked = 64
+
+func (t *runtimeDoneTracker) signal(rd RuntimeDone) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil || len(t.seen) >= maxTracked {
+		t.seen = make(map[string]RuntimeDone)
+	}
+	t.seen[rd.RequestID] = rd
+	close(t.changed)
+	t.changed = make(chan struct{})
+}
+
+func (t *runtimeDoneTracker) wait(ctx context.Context, requestID string) (RuntimeDone, error) {
+	for {
+		t.mu.Lock()
+		rd, ok := t.seen[requestID]
+		if ok {
+			delete(t.seen, requestID)
+		}
+		changed := t.changed
+		t.mu.Unlock()
+		if ok {
+			return rd, nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ctx.Err())
+		}
+	}
+}

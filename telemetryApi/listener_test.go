@@ -1,0 +1,193 @@
+package telemetryApi
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+)
+
+func post(l *Listener, method, body string) int {
+	rec := httptest.NewRecorder()
+	l.ServeHTTP(rec, httptest.NewRequest(method, "/", strings.NewReader(body)))
+	return rec.Code
+}
+
+func TestListenerAnswers(t *testing.T) {
+	tests := []struct {
+		name      string
+		method    string
+		body      string
+		wantCode  int
+		wantLines int
+	}{
+		{"batch of function lines (contract §2.2)", http.MethodPost,
+			`[{"time":"2022-10-12T00:00:15.064Z","type":"function","record":"a\n"},{"time":"2022-10-12T00:00:15.065Z","type":"function","record":"b\n"}]`, 200, 2},
+		{"empty batch", http.MethodPost, `[]`, 200, 0},
+		{"only POST", http.MethodGet, ``, 405, 0},
+		{"garbage JSON", http.MethodPost, `{{{not json`, 400, 0},
+		{"an object instead of an array", http.MethodPost, `{"type":"function","record":"a"}`, 400, 0},
+		{"unknown event types are ignored", http.MethodPost, `[{"time":"2022-10-12T00:00:15.064Z","type":"platform.somethingNew","record":{"x":1}},{"time":"2022-10-12T00:00:15.064Z","type":"brandNew","record":"x"}]`, 200, 0},
+		{"platform events with odd records are ignored", http.MethodPost, `[{"time":"x","type":"platform.runtimeDone","record":"not an object"},{"time":"x","type":"platform.report","record":7}]`, 200, 0},
+		{"extension lines are not shipped unless asked", http.MethodPost, `[{"time":"2022-10-12T00:00:15.064Z","type":"extension","record":"ext\n"}]`, 200, 0},
+		{"too large (more than Lambda can send)", http.MethodPost, `["` + strings.Repeat("x", MaxBodyBytes) + `"]`, 413, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue(1000, 1<<20)
+			l := NewListener(ListenerConfig{}, q)
+			if code := post(l, tt.method, tt.body); code != tt.wantCode {
+				t.Fatalf("status %d, want %d", code, tt.wantCode)
+			}
+			if q.Len() != tt.wantLines {
+				t.Fatalf("queued %d lines, want %d", q.Len(), tt.wantLines)
+			}
+			if tt.wantCode >= 400 && l.Stats().Rejected != 1 {
+				t.Fatalf("rejected count %d", l.Stats().Rejected)
+			}
+		})
+	}
+}
+
+func TestListenerPlatformLinesAndFailures(t *testing.T) {
+	batch := `[
+	{"time":"2022-10-12T00:00:15.000Z","type":"platform.start","record":{"requestId":"r1","version":"$LATEST"}},
+	{"time":"2022-10-12T00:00:15.001Z","type":"function","record":"hello\n"},
+	{"time":"2022-10-12T00:00:18.000Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"timeout","errorType":"Sandbox.Timeout","metrics":{"durationMs":3000}}},
+	{"time":"2022-10-12T00:00:18.002Z","type":"platform.report","record":{"requestId":"r1","status":"timeout","metrics":{"durationMs":3000,"billedDurationMs":3000,"memorySizeMB":128,"maxMemoryUsedMB":60}}},
+	{"time":"2022-10-12T00:00:18.003Z","type":"extension","record":"ext line\n"}]`
+	tests := []struct {
+		name     string
+		cfg      ListenerConfig
+		want     []string
+		wantType []loki.StreamType
+	}{
+		{"default: function lines and the timeout line only", ListenerConfig{},
+			[]string{"hello", "Task timed out: RequestId: r1 Status: timeout Error Type: Sandbox.Timeout Duration: 3000.00 ms"},
+			[]loki.StreamType{loki.StreamFunction, loki.StreamFunction}},
+		{"platform and extension lines on", ListenerConfig{ShipPlatform: true, ShipExtension: true},
+			[]string{"START RequestId: r1 Version: $LATEST", "hello",
+				"Task timed out: RequestId: r1 Status: timeout Error Type: Sandbox.Timeout Duration: 3000.00 ms", "END RequestId: r1",
+				"REPORT RequestId: r1\tDuration: 3000.00 ms\tBilled Duration: 3000 ms\tMemory Size: 128 MB\tMax Memory Used: 60 MB\tStatus: timeout",
+				"ext line"},
+			[]loki.StreamType{loki.StreamPlatform, loki.StreamFunction, loki.StreamFunction, loki.StreamPlatform, loki.StreamPlatform, loki.StreamExtension}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue(1000, 1<<20)
+			l := NewListener(tt.cfg, q)
+			if code := post(l, http.MethodPost, batch); code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			got := q.Take(100)
+			if !equal(texts(got), tt.want) {
+				t.Fatalf("lines:\n%q\nwant\n%q", texts(got), tt.want)
+			}
+			for i, e := range got {
+				if e.Stream != tt.wantType[i] {
+					t.Errorf("line %d on stream %v, want %v", i, e.Stream, tt.wantType[i])
+				}
+			}
+		})
+	}
+}
+
+func TestWaitRuntimeDoneSeesLinesQueuedFirst(t *testing.T) {
+	q := NewQueue(1000, 1<<20)
+	l := NewListener(ListenerConfig{}, q)
+	got := make(chan int, 1)
+	go func() {
+		if _, err := l.WaitRuntimeDone(t.Context(), "r1"); err == nil {
+			got <- q.Len()
+		}
+		close(got)
+	}()
+	time.Sleep(10 * time.Millisecond) // let the waiter block first
+	post(l, http.MethodPost, `[{"time":"2022-10-12T00:00:15.001Z","type":"function","record":"one"},
+		{"time":"2022-10-12T00:00:15.002Z","type":"platform.runtimeDone","record":{"requestId":"other","status":"success"}},
+		{"time":"2022-10-12T00:00:15.003Z","type":"function","record":"two"},
+		{"time":"2022-10-12T00:00:15.004Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`)
+	select {
+	case n := <-got:
+		if n != 2 {
+			t.Fatalf("runtimeDone signalled with %d lines queued, want 2", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitRuntimeDone did not return")
+	}
+}
+
+func TestWaitRuntimeDoneAlreadyReceivedAndDeadline(t *testing.T) {
+	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20))
+	post(l, http.MethodPost, `[{"time":"x","type":"platform.runtimeDone","record":{"requestId":"early","status":"success"}}]`)
+	if rd, err := l.WaitRuntimeDone(t.Context(), "early"); err != nil || rd.Status != "success" {
+		t.Fatalf("got %+v %v", rd, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := l.WaitRuntimeDone(ctx, "never"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want deadline exceeded, got %v", err)
+	}
+}
+
+func TestLogsDroppedIsCounted(t *testing.T) {
+	var logged bytes.Buffer
+	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20))
+	l.cfg.Log.SetOutput(&logged)
+	post(l, http.MethodPost, `[{"time":"2022-10-12T00:00:15.064Z","type":"platform.logsDropped","record":{"droppedBytes":2048,"droppedRecords":12,"reason":"Some logs were dropped because the downstream consumer is slower than the logs production rate"}}]`)
+	if l.Stats().LambdaDropped != 12 || !strings.Contains(logged.String(), "downstream consumer is slower") {
+		t.Fatalf("dropped %d, log %q", l.Stats().LambdaDropped, logged.String())
+	}
+}
+
+func TestListenerServesOverHTTP(t *testing.T) {
+	q := NewQueue(10, 1<<20)
+	l := NewListener(ListenerConfig{Addr: "127.0.0.1:0"}, q)
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+l.Addr().String()+"/", "application/json", strings.NewReader(`[{"time":"2022-10-12T00:00:15.064Z","type":"function","record":"x"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || q.Len() != 1 || l.LastReceived().IsZero() {
+		t.Fatalf("status %d, %d queued", resp.StatusCode, q.Len())
+	}
+	if err := l.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Post("http://"+l.Addr().String()+"/", "application/json", strings.NewReader(`[]`)); err == nil {
+		t.Fatal("listener still answers after Shutdown")
+	}
+}
+
+// FuzzListener feeds arbitrary bodies to the handler: it must never panic,
+// and must answer 200 or a 4xx. The seeds run in every `go test`.
+func FuzzListener(f *testing.F) {
+	for _, seed := range []string{
+		`[{"time":"2022-10-12T00:00:15.064Z","type":"function","record":"a\n"}]`,
+		`[{"time":"2022-10-12T00:00:15.064Z","type":"function","record":{"timestamp":"2022-10-12T00:03:50.000Z","level":"INFO","message":"m"}}]`,
+		`[{"time":"x","type":"platform.runtimeDone","record":{"requestId":"r","status":"error","errorType":"E","metrics":{"durationMs":1}}}]`,
+		`[{"time":"x","type":"platform.report","record":{"requestId":"r","metrics":{"durationMs":"nan"}}}]`,
+		`[{"type":"function","record":{"a":{"b":{"c":[1,2,{"d":null}]}}}}]`,
+		`[{"type":"platform.logsDropped","record":{"droppedRecords":-1}}]`,
+		`[null, 1, "x", {}]`, `[]`, `{}`, ``, "\xff\xfe", `[{"record":"\udc80"}]`,
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		l := NewListener(ListenerConfig{ShipPlatform: true, ShipExtension: true}, NewQueue(1000, 1<<20))
+		rec := httptest.NewRecorder()
+		l.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
+		if rec.Code != 200 && rec.Code != 400 {
+			t.Fatalf("status %d for %q", rec.Code, body)
+		}
+	})
+}

@@ -1,0 +1,156 @@
+package telemetryApi
+
+import (
+	"sync"
+
+	"github.com/golang-collections/go-datastructures/queue"
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+)
+
+// Queue holds log entries between the listener and the dispatcher, bounded by
+// a number of entries and of bytes. When a bound is hit the oldest entries
+// are dropped and counted, so memory stays bounded however long Loki is away.
+//
+// Entries arrive one telemetry batch at a time, and each batch goes into the
+// go-datastructures queue as one item: one allocation per batch, not per
+// line. That queue cannot put an item back at its front, so the entries a
+// failed push returns, and the rest of a partly taken batch, wait in head,
+// which is always older than anything in batches.
+type Queue struct {
+	mu         sync.Mutex
+	head       []loki.Entry
+	batches    *queue.Queue // of []loki.Entry, oldest first
+	entries    int
+	bytes      int
+	maxEntries int
+	maxBytes   int
+
+	dropped      int // since the last TakeDropped
+	droppedBytes int
+}
+
+// NewQueue returns an empty queue bounded by maxEntries and maxBytes.
+func NewQueue(maxEntries, maxBytes int) *Queue {
+	return &Queue{batches: queue.New(64), maxEntries: maxEntries, maxBytes: maxBytes}
+}
+
+// Put appends entries, dropping the oldest entries if the bounds are
+// exceeded. The queue keeps the slice: the caller must not reuse it.
+func (q *Queue) Put(entries []loki.Entry) {
+	if len(entries) == 0 {
+		return
+	}
+	n := sizeOf(entries)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	// Put never fails on a queue that is not disposed, and this one never is.
+	_ = q.batches.Put(entries)
+	q.entries += len(entries)
+	q.bytes += n
+	q.enforceBounds()
+}
+
+// Requeue puts entries back at the front, as the oldest: they are what a
+// push could not deliver, and they go out first next time.
+func (q *Queue) Requeue(entries []loki.Entry) {
+	if len(entries) == 0 {
+		return
+	}
+	n := sizeOf(entries)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	head := make([]loki.Entry, 0, len(entries)+len(q.head))
+	q.head = append(append(head, entries...), q.head...)
+	q.entries += len(entries)
+	q.bytes += n
+	q.enforceBounds()
+}
+
+// Take removes and returns up to max of the oldest entries; it never blocks.
+func (q *Queue) Take(max int) []loki.Entry {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.entries == 0 || max <= 0 {
+		return nil
+	}
+	out := make([]loki.Entry, 0, min(max, q.entries))
+	for len(out) < max {
+		if len(q.head) == 0 && !q.popBatchIntoHead() {
+			break
+		}
+		n := min(max-len(out), len(q.head))
+		out = append(out, q.head[:n]...)
+		q.head = q.head[n:]
+	}
+	q.entries -= len(out)
+	q.bytes -= sizeOf(out)
+	if len(q.head) == 0 {
+		q.head = nil // let the batch's backing array go
+	}
+	return out
+}
+
+// Len is the number of entries queued.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.entries
+}
+
+// Bytes is the size of the entries queued, as Entry.Size counts it.
+func (q *Queue) Bytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.bytes
+}
+
+// TakeDropped returns how many entries, and bytes, were dropped for the
+// bounds since the last call, and resets the counts.
+func (q *Queue) TakeDropped() (entries, bytes int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	entries, bytes = q.dropped, q.droppedBytes
+	q.dropped, q.droppedBytes = 0, 0
+	return entries, bytes
+}
+
+// popBatchIntoHead moves the oldest batch into head; head must be empty.
+func (q *Queue) popBatchIntoHead() bool {
+	if q.batches.Len() == 0 {
+		return false
+	}
+	// Get blocks only on an empty queue, and only this type takes from it,
+	// under q.mu, after checking Len.
+	items, err := q.batches.Get(1)
+	if err != nil || len(items) == 0 {
+		return false
+	}
+	q.head, _ = items[0].([]loki.Entry)
+	return true
+}
+
+// enforceBounds drops the oldest entries until both bounds hold.
+func (q *Queue) enforceBounds() {
+	for q.entries > q.maxEntries || q.bytes > q.maxBytes {
+		if len(q.head) == 0 && !q.popBatchIntoHead() {
+			return
+		}
+		for len(q.head) > 0 && (q.entries > q.maxEntries || q.bytes > q.maxBytes) {
+			size := q.head[0].Size()
+			q.head[0] = loki.Entry{} // release the line
+			q.head = q.head[1:]
+			q.entries--
+			q.bytes -= size
+			q.dropped++
+			q.droppedBytes += size
+		}
+	}
+}
+
+func sizeOf(entries []loki.Entry) int {
+	n := 0
+	for i := range entries {
+		n += entries[i].Size()
+	}
+	return n
+}

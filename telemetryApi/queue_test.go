@@ -1,0 +1,100 @@
+package telemetryApi
+
+import (
+	"strconv"
+	"testing"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+)
+
+func lines(prefix string, n int) []loki.Entry {
+	out := make([]loki.Entry, n)
+	for i := range out {
+		out[i] = loki.Entry{Line: prefix + strconv.Itoa(i)}
+	}
+	return out
+}
+
+func texts(entries []loki.Entry) []string {
+	out := make([]string, len(entries))
+	for i, e := range entries {
+		out[i] = e.Line
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestQueueKeepsOrderAcrossBatchesAndPartialTakes(t *testing.T) {
+	q := NewQueue(100, 1<<20)
+	q.Put(lines("a", 3))
+	q.Put(lines("b", 2))
+	if got := texts(q.Take(2)); !equal(got, []string{"a0", "a1"}) {
+		t.Fatalf("first take %v", got)
+	}
+	if got := texts(q.Take(10)); !equal(got, []string{"a2", "b0", "b1"}) {
+		t.Fatalf("second take %v", got)
+	}
+	if q.Len() != 0 || q.Bytes() != 0 || q.Take(1) != nil {
+		t.Fatalf("queue not empty: %d entries, %d bytes", q.Len(), q.Bytes())
+	}
+}
+
+func TestQueueRequeueGoesFirst(t *testing.T) {
+	q := NewQueue(100, 1<<20)
+	q.Put(lines("new", 2))
+	q.Requeue(lines("old", 2))
+	if got := texts(q.Take(10)); !equal(got, []string{"old0", "old1", "new0", "new1"}) {
+		t.Fatalf("got %v", got)
+	}
+}
+
+func TestQueueBoundsDropOldestAndCount(t *testing.T) {
+	one := loki.Entry{Line: "b0"}.Size()
+	tests := []struct {
+		name                 string
+		maxEntries, maxBytes int
+		put                  int
+		wantFirst            string
+		wantLen, wantDropped int
+	}{
+		{"entry bound", 5, 1 << 20, 8, "b3", 5, 3},
+		{"byte bound", 1000, 4 * one, 8, "b4", 4, 4},
+		{"under both bounds", 10, 1 << 20, 8, "b0", 8, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue(tt.maxEntries, tt.maxBytes)
+			q.Put(lines("b", tt.put))
+			dropped, droppedBytes := q.TakeDropped()
+			if q.Len() != tt.wantLen || dropped != tt.wantDropped || droppedBytes != tt.wantDropped*one {
+				t.Fatalf("len %d dropped %d (%d bytes)", q.Len(), dropped, droppedBytes)
+			}
+			if got := q.Take(1); got[0].Line != tt.wantFirst {
+				t.Fatalf("oldest left is %q, want %q", got[0].Line, tt.wantFirst)
+			}
+			if d, _ := q.TakeDropped(); d != 0 {
+				t.Fatalf("TakeDropped did not reset: %d", d)
+			}
+		})
+	}
+}
+
+func TestQueueRequeueBeyondBoundDropsTheRequeued(t *testing.T) {
+	q := NewQueue(3, 1<<20)
+	q.Put(lines("new", 2))
+	q.Requeue(lines("old", 2))
+	if got := texts(q.Take(10)); !equal(got, []string{"old1", "new0", "new1"}) {
+		t.Fatalf("got %v", got)
+	}
+}
