@@ -236,12 +236,19 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 	body := c.enc.encode(entries, c.labelsFor)
 	defer c.enc.release(body)
 	backoff := minBackoff
+	// lastErr becomes the result's error only if the request ends undelivered:
+	// a transient failure followed by success is no error.
+	var lastErr error
+	giveUp := func() bool {
+		if lastErr == nil {
+			lastErr = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
+		}
+		res.Err = lastErr
+		return false
+	}
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
-			if res.Err == nil {
-				res.Err = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
-			}
-			return false
+			return giveUp()
 		}
 		if attempt > 0 {
 			res.Retries++
@@ -259,19 +266,19 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 			res.Err = c.rejectionError(status, msg)
 			return true
 		case err != nil:
-			res.Err = err
+			lastErr = err
 		default:
-			res.Err = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, status, msg)
+			lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, status, msg)
 		}
 		wait := jitter(backoff)
 		if ra := retryAfter(header); ra > wait {
 			wait = ra
 		}
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
-			return false
+			return giveUp()
 		}
 		if !sleep(ctx, wait) {
-			return false
+			return giveUp()
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}

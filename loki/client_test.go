@@ -1,0 +1,421 @@
+package loki
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/afiskon/promtail-client/logproto"
+	"github.com/golang/protobuf/proto"
+	"github.com/golang/snappy"
+)
+
+// received is what a fake Loki decoded from one push.
+type received struct {
+	header  http.Header
+	streams map[string][]*logproto.Entry
+	size    int
+}
+
+// fakeLoki decodes real snappy+protobuf pushes and answers with the status
+// its respond func picks for the n-th request (0-based).
+type fakeLoki struct {
+	mu      sync.Mutex
+	pushes  []received
+	n       atomic.Int64
+	respond func(n int, w http.ResponseWriter) bool // true: answered
+}
+
+func (f *fakeLoki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := int(f.n.Add(1) - 1)
+	if f.respond != nil && f.respond(n, w) {
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		http.Error(w, "bad snappy", 400)
+		return
+	}
+	var req logproto.PushRequest
+	if err := proto.Unmarshal(raw, &req); err != nil || len(req.Streams) == 0 {
+		http.Error(w, "bad proto or empty push", 422)
+		return
+	}
+	rec := received{header: r.Header.Clone(), streams: map[string][]*logproto.Entry{}, size: len(raw)}
+	for _, s := range req.Streams {
+		rec.streams[s.Labels] = append(rec.streams[s.Labels], s.Entries...)
+	}
+	f.mu.Lock()
+	f.pushes = append(f.pushes, rec)
+	f.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (f *fakeLoki) all() map[string][]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[string][]string{}
+	for _, p := range f.pushes {
+		for labels, entries := range p.streams {
+			for _, e := range entries {
+				out[labels] = append(out[labels], e.Line)
+			}
+		}
+	}
+	return out
+}
+
+func newClient(t *testing.T, f http.Handler, mod func(*Config)) (*Client, *httptest.Server) {
+	t.Helper()
+	srv := httptest.NewServer(f)
+	t.Cleanup(srv.Close)
+	cfg := Config{URL: srv.URL + "/api/prom/push", Labels: map[string]string{"source": "lambda", "function": "fn"}, RequestTimeout: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, srv
+}
+
+var t0 = time.Date(2026, 11, 24, 12, 0, 0, 123456789, time.UTC)
+
+func TestPushGroupsSortsAndKeepsTimestamps(t *testing.T) {
+	f := &fakeLoki{}
+	c, _ := newClient(t, f, func(cfg *Config) { cfg.LevelLabel = true })
+	res := c.Push(t.Context(), []Entry{
+		{Time: t0.Add(2), Line: "second"},
+		{Time: t0.Add(1), Line: "first"},
+		{Time: t0, Line: "REPORT", Stream: StreamPlatform},
+		{Time: t0, Line: `{"level":"ERROR"}`, Level: "ERROR"},
+		{Time: t0, Line: "ext", Stream: StreamExtension},
+	})
+	if res.Err != nil || res.Delivered != 5 || res.Requests != 1 {
+		t.Fatalf("%+v", res)
+	}
+	got := f.all()
+	want := map[string][]string{
+		`{function="fn", source="lambda"}`:                 {"first", "second"},
+		`{function="fn", source="lambda", type="platform"}`: {"REPORT"},
+		`{function="fn", source="lambda", type="extension"}`: {"ext"},
+		`{function="fn", level="error", source="lambda"}`:  {`{"level":"ERROR"}`},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("streams\n%v\nwant\n%v", got, want)
+	}
+	ts := f.pushes[0].streams[`{function="fn", source="lambda"}`][0].Timestamp
+	if ts.Seconds != t0.Unix() || ts.Nanos != int32(t0.Nanosecond()+1) {
+		t.Fatalf("timestamp %v, want %v", ts, t0.Add(1))
+	}
+	if h := f.pushes[0].header; h.Get("Content-Type") != "application/x-protobuf" || h.Get("Authorization") != "" || h.Get("X-Scope-OrgID") != "" {
+		t.Fatalf("headers %v", h)
+	}
+}
+
+func TestFormatLabelsEscapes(t *testing.T) {
+	got := FormatLabels(map[string]string{"b": `say "hi"\n`, "a": "line\nbreak", "c": "ünï"})
+	if want := `{a="line\nbreak", b="say \"hi\"\\n", c="ünï"}`; got != want {
+		t.Fatalf("got %s want %s", got, want)
+	}
+}
+
+func TestPushSplitsLargeBatches(t *testing.T) {
+	f := &fakeLoki{}
+	c, _ := newClient(t, f, func(cfg *Config) { cfg.MaxRequestBytes = 64 * 1024 })
+	entries := make([]Entry, 1000)
+	for i := range entries {
+		entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: strings.Repeat("x", 500)}
+	}
+	res := c.Push(t.Context(), entries)
+	if res.Delivered != 1000 || res.Requests < 8 {
+		t.Fatalf("%+v", res)
+	}
+	for _, p := range f.pushes {
+		if p.size > 64*1024+1024 {
+			t.Fatalf("a request of %d bytes", p.size)
+		}
+	}
+	if n := len(f.all()[`{function="fn", source="lambda"}`]); n != 1000 {
+		t.Fatalf("%d lines arrived", n)
+	}
+}
+
+func TestSanitizeLine(t *testing.T) {
+	tests := []struct {
+		name          string
+		line          string
+		max           int
+		wantTruncated bool
+		wantPrefix    string
+	}{
+		{"short line untouched", "hello", 100, false, "hello"},
+		{"invalid UTF-8 repaired", "a\xffb", 100, false, "a\uFFFDb"},
+		{"long ASCII line cut with marker", strings.Repeat("a", 5000), 1000, true, "aaaa"},
+		{"cut never splits a 3-byte character", strings.Repeat("€", 2000), 1000, true, "€€€"},
+		{"cut never splits a 4-byte character", strings.Repeat("😀", 2000), 1001, true, "😀😀"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, truncated := sanitizeLine(tt.line, tt.max)
+			if truncated != tt.wantTruncated || !strings.HasPrefix(got, tt.wantPrefix) || !utf8.ValidString(got) || len(got) > tt.max {
+				t.Fatalf("truncated %v, %d bytes, valid %v: %.60q", truncated, len(got), utf8.ValidString(got), got)
+			}
+			if truncated && !strings.Contains(got, " …[truncated ") {
+				t.Fatalf("no marker: %q", got[len(got)-40:])
+			}
+		})
+	}
+}
+
+func TestPushTruncatesGiantLineWithoutFailingTheBatch(t *testing.T) {
+	f := &fakeLoki{}
+	c, _ := newClient(t, f, nil)
+	res := c.Push(t.Context(), []Entry{{Time: t0, Line: "small"}, {Time: t0.Add(1), Line: strings.Repeat("z", 1<<20)}})
+	if res.Delivered != 2 || res.Truncated != 1 {
+		t.Fatalf("%+v", res)
+	}
+	lines := f.all()[`{function="fn", source="lambda"}`]
+	var cut int
+	marker := lines[1][strings.LastIndex(lines[1], " …[truncated "):]
+	if _, err := fmt.Sscanf(marker, " …[truncated %d bytes]", &cut); err != nil {
+		t.Fatalf("no marker at the end: %q", marker)
+	}
+	if len(lines[1]) > DefaultMaxLineBytes || len(lines[1])-len(marker)+cut != 1<<20 || lines[0] != "small" {
+		t.Fatalf("line of %d bytes, marker %q", len(lines[1]), marker)
+	}
+}
+
+func status(code int, body string, header ...string) func(int, http.ResponseWriter) bool {
+	return func(_ int, w http.ResponseWriter) bool {
+		for i := 0; i+1 < len(header); i += 2 {
+			w.Header().Set(header[i], header[i+1])
+		}
+		w.WriteHeader(code)
+		_, _ = w.Write([]byte(body))
+		return true
+	}
+}
+
+func TestPushOutcomes(t *testing.T) {
+	tests := []struct {
+		name          string
+		respond       func(int, http.ResponseWriter) bool
+		wantDelivered int
+		wantRejected  int
+		wantUndeliv   int
+		wantErr       string
+		minRequests   int
+	}{
+		{"204 stored", nil, 3, 0, 0, "", 1},
+		{"400 with total ignored: the valid entries are stored", status(400, "entry for stream '{a=\"b\"}' has timestamp too old\nuser 'fake', total ignored: 1 out of 3 for stream: {a=\"b\"}"), 2, 1, 0, "total ignored", 1},
+		{"400 without count: all rejected", status(400, "stream labels are invalid"), 0, 3, 0, "stream labels are invalid", 1},
+		{"401 is an auth failure, not retried", status(401, "no org id"), 0, 3, 0, "authentication failed (401 no org id)", 1},
+		{"403 is an auth failure", status(403, "forbidden"), 0, 3, 0, "LOKI_USERNAME", 1},
+		{"413 rejected", status(413, "too large"), 0, 3, 0, "413", 1},
+		{"500 forever: undelivered at the deadline", status(500, "internal"), 0, 0, 3, "500", 2},
+		{"429 forever: undelivered", status(429, "rate limited"), 0, 0, 3, "429", 2},
+		{"503 every other request: delivered after a retry", func(n int, w http.ResponseWriter) bool {
+			if n%2 == 0 {
+				w.WriteHeader(503)
+				return true
+			}
+			return false
+		}, 3, 0, 0, "", 2},
+		{"hanging Loki: request timeout, then undelivered", func(int, http.ResponseWriter) bool { time.Sleep(2 * time.Second); return true }, 0, 0, 3, "deadline exceeded", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeLoki{respond: tt.respond}
+			c, _ := newClient(t, f, nil)
+			ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}, {Time: t0, Line: "b"}, {Time: t0, Line: "c"}})
+			if took := time.Since(start); took > 3*time.Second {
+				t.Fatalf("push took %s, past its deadline", took)
+			}
+			if res.Delivered != tt.wantDelivered || res.Rejected != tt.wantRejected || len(res.Undelivered) != tt.wantUndeliv || res.Requests < tt.minRequests {
+				t.Fatalf("%+v", res)
+			}
+			if tt.wantErr == "" && res.Err != nil || tt.wantErr != "" && (res.Err == nil || !strings.Contains(res.Err.Error(), tt.wantErr)) {
+				t.Fatalf("err %v, want %q", res.Err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestRetryAfterIsHonoured(t *testing.T) {
+	f := &fakeLoki{respond: func(n int, w http.ResponseWriter) bool {
+		if n == 0 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(429)
+			return true
+		}
+		return false
+	}}
+	c, _ := newClient(t, f, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+	if res.Delivered != 1 || time.Since(start) < 900*time.Millisecond {
+		t.Fatalf("%+v after %s", res, time.Since(start))
+	}
+	// A Retry-After longer than the budget gives up at once, keeping the entries.
+	f.n.Store(0)
+	short, cancel2 := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel2()
+	if res := c.Push(short, []Entry{{Time: t0, Line: "b"}}); len(res.Undelivered) != 1 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestConnectionRefusedIsUndelivered(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close()
+	c, err := New(Config{URL: url + "/loki/api/v1/push"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+	if len(res.Undelivered) != 1 || res.Err == nil || !strings.Contains(res.Err.Error(), "connection refused") || res.Requests < 2 {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestAuthHeaders(t *testing.T) {
+	tests := []struct {
+		name     string
+		mod      func(*Config, string) // second arg: server URL
+		wantAuth string
+		tenant   string
+	}{
+		{"basic", func(c *Config, _ string) { c.Username, c.Password = "123456", "glc_token" }, "Basic MTIzNDU2OmdsY190b2tlbg==", ""},
+		{"basic from URL userinfo", func(c *Config, u string) { c.URL = strings.Replace(u, "http://", "http://123456:glc_token@", 1) + "/push" }, "Basic MTIzNDU2OmdsY190b2tlbg==", ""},
+		{"bearer and tenant", func(c *Config, _ string) { c.BearerToken, c.TenantID = "tok", "team-a" }, "Bearer tok", "team-a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeLoki{}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			cfg := Config{URL: srv.URL + "/push"}
+			tt.mod(&cfg, srv.URL)
+			c, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res := c.Push(t.Context(), []Entry{{Time: t0, Line: "a"}}); res.Err != nil {
+				t.Fatal(res.Err)
+			}
+			h := f.pushes[0].header
+			if h.Get("Authorization") != tt.wantAuth || h.Get("X-Scope-OrgID") != tt.tenant {
+				t.Fatalf("headers %v", h)
+			}
+		})
+	}
+}
+
+// Credentials must never reach a log line: check every error a push can give.
+func TestErrorsNeverContainCredentials(t *testing.T) {
+	secrets := []string{"s3cr3t-pass", "t0ken-value", "MTIzNDU2"}
+	responders := []func(int, http.ResponseWriter) bool{status(401, "unauthorized"), status(500, "boom"), status(400, "bad")}
+	for i, respond := range responders {
+		f := &fakeLoki{respond: respond}
+		srv := httptest.NewServer(f)
+		for _, cfg := range []Config{
+			{URL: strings.Replace(srv.URL, "http://", "http://user:s3cr3t-pass@", 1) + "/push"},
+			{URL: srv.URL + "/push", BearerToken: "t0ken-value"},
+		} {
+			c, err := New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+			res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+			cancel()
+			for _, s := range secrets {
+				if res.Err == nil || strings.Contains(res.Err.Error(), s) {
+					t.Fatalf("responder %d: error %v leaks or is missing", i, res.Err)
+				}
+			}
+		}
+		srv.Close()
+	}
+	// And a dead address, where the error comes from the transport.
+	c, _ := New(Config{URL: "http://user:s3cr3t-pass@127.0.0.1:1/push"})
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	if res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}}); res.Err == nil || strings.Contains(res.Err.Error(), "s3cr3t") {
+		t.Fatalf("error %v", res.Err)
+	}
+}
+
+func TestTLS(t *testing.T) {
+	f := &fakeLoki{}
+	srv := httptest.NewTLSServer(f)
+	defer srv.Close()
+	caFile := filepath.Join(t.TempDir(), "ca.pem")
+	cert := srv.TLS.Certificates[0]
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Certificate[0]}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trusting, err := New(Config{URL: srv.URL + "/push", CAFile: caFile})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := trusting.Push(t.Context(), []Entry{{Time: t0, Line: "a"}}); res.Delivered != 1 {
+		t.Fatalf("with the CA: %+v", res)
+	}
+	untrusting, _ := New(Config{URL: srv.URL + "/push"})
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	res := untrusting.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+	var certErr *tls.CertificateVerificationError
+	if res.Delivered != 0 || !errors.As(res.Err, &certErr) {
+		t.Fatalf("without the CA: %+v", res)
+	}
+}
+
+func TestNewRejectsBadSettings(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty.pem")
+	_ = os.WriteFile(empty, []byte("not a cert"), 0o600)
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"ftp URL", Config{URL: "ftp://x/push"}, "LOKI_URL"},
+		{"no host", Config{URL: "http:///push"}, "LOKI_URL"},
+		{"missing CA file", Config{URL: "https://x/push", CAFile: "/nonexistent.pem"}, "LOKI_CA_FILE"},
+		{"CA file without a certificate", Config{URL: "https://x/push", CAFile: empty}, "LOKI_CA_FILE"},
+		{"bad label name", Config{URL: "http://x/push", Labels: map[string]string{"a-b": "c"}}, "LOKI_LABELS"},
+		{"reserved label name", Config{URL: "http://x/push", Labels: map[string]string{"__name__": "c"}}, "reserved"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := New(tt.cfg); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
