@@ -111,10 +111,10 @@ func TestPushGroupsSortsAndKeepsTimestamps(t *testing.T) {
 	}
 	got := f.all()
 	want := map[string][]string{
-		`{function="fn", source="lambda"}`:                 {"first", "second"},
-		`{function="fn", source="lambda", type="platform"}`: {"REPORT"},
+		`{function="fn", source="lambda"}`:                   {"first", "second"},
+		`{function="fn", source="lambda", type="platform"}`:  {"REPORT"},
 		`{function="fn", source="lambda", type="extension"}`: {"ext"},
-		`{function="fn", level="error", source="lambda"}`:  {`{"level":"ERROR"}`},
+		`{function="fn", level="error", source="lambda"}`:    {`{"level":"ERROR"}`},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("streams\n%v\nwant\n%v", got, want)
@@ -310,7 +310,9 @@ func TestAuthHeaders(t *testing.T) {
 		tenant   string
 	}{
 		{"basic", func(c *Config, _ string) { c.Username, c.Password = "123456", "glc_token" }, "Basic MTIzNDU2OmdsY190b2tlbg==", ""},
-		{"basic from URL userinfo", func(c *Config, u string) { c.URL = strings.Replace(u, "http://", "http://123456:glc_token@", 1) + "/push" }, "Basic MTIzNDU2OmdsY190b2tlbg==", ""},
+		{"basic from URL userinfo", func(c *Config, u string) {
+			c.URL = strings.Replace(u, "http://", "http://123456:glc_token@", 1) + "/push"
+		}, "Basic MTIzNDU2OmdsY190b2tlbg==", ""},
 		{"bearer and tenant", func(c *Config, _ string) { c.BearerToken, c.TenantID = "tok", "team-a" }, "Bearer tok", "team-a"},
 	}
 	for _, tt := range tests {

@@ -1,0 +1,369 @@
+// Package lokiserver runs a real Loki process for tests and the demo, on a
+// free port with a temporary data directory, and reads lines back through
+// Loki's query API.
+package lokiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
+)
+
+// Options configures Start.
+type Options struct {
+	// Binary is the Loki executable (default lokibin.Find()).
+	Binary string
+	// AuthEnabled makes Loki multi-tenant: pushes need X-Scope-OrgID.
+	AuthEnabled bool
+	// ConfigFile replaces the generated configuration; it is run with
+	// -config.expand-env=true and LOKI_DATA_DIR and LOKI_HTTP_PORT set.
+	ConfigFile string
+	// Output receives Loki's own log. May be nil.
+	Output io.Writer
+}
+
+// Server is a running Loki.
+type Server struct {
+	cmd     *exec.Cmd
+	url     string
+	dataDir string
+	output  *tailBuffer
+	exited  chan struct{}
+	once    sync.Once
+}
+
+// config is the minimal single-process configuration of shared/loki-push.md,
+// with limits that let a test read back everything it pushed.
+const config = `auth_enabled: %t
+server: {http_listen_address: 127.0.0.1, http_listen_port: %d, grpc_listen_address: 127.0.0.1, grpc_listen_port: 0, log_level: warn}
+common:
+  instance_addr: 127.0.0.1
+  path_prefix: %[3]s
+  storage: {filesystem: {chunks_directory: %[3]s/chunks, rules_directory: %[3]s/rules}}
+  replication_factor: 1
+  ring: {kvstore: {store: inmemory}}
+schema_config:
+  configs: [{from: 2024-01-01, store: tsdb, object_store: filesystem, schema: v13, index: {prefix: index_, period: 24h}}]
+ingester: {lifecycler: {min_ready_duration: 0s, final_sleep: 0s}}
+frontend: {scheduler_dns_lookup_period: 1s}
+frontend_worker: {dns_lookup_duration: 1s}
+limits_config: {max_entries_limit_per_query: 100000, reject_old_samples: false}
+analytics: {reporting_enabled: false}
+`
+
+// Start runs Loki and waits until it answers /ready.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	bin := opts.Binary
+	if bin == "" {
+		var err error
+		if bin, err = lokibin.Find(); err != nil {
+			return nil, err
+		}
+	}
+	dataDir, err := os.MkdirTemp("", "loki-data-")
+	if err != nil {
+		return nil, fmt.Errorf("lokiserver: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfgFile := opts.ConfigFile
+	if cfgFile == "" {
+		cfgFile = filepath.Join(dataDir, "config.yaml")
+		if err := os.WriteFile(cfgFile, fmt.Appendf(nil, config, opts.AuthEnabled, port, dataDir), 0o644); err != nil {
+			return nil, fmt.Errorf("lokiserver: %w", err)
+		}
+	}
+	s := &Server{url: "http://127.0.0.1:" + strconv.Itoa(port), dataDir: dataDir, output: &tailBuffer{}, exited: make(chan struct{})}
+	s.cmd = exec.Command(bin, "-config.file="+cfgFile, "-config.expand-env=true")
+	s.cmd.Env = append(os.Environ(), "LOKI_DATA_DIR="+dataDir, "LOKI_HTTP_PORT="+strconv.Itoa(port))
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	var out io.Writer = s.output
+	if opts.Output != nil {
+		out = io.MultiWriter(s.output, opts.Output)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = out, out
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("lokiserver: starting %s: %w", bin, err)
+	}
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
+
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		if s.Ready(ctx) == nil {
+			return s, nil
+		}
+		select {
+		case <-s.exited:
+			s.Stop()
+			return nil, fmt.Errorf("lokiserver: Loki exited before it was ready: %s", s.output.String())
+		case <-ctx.Done():
+			s.Stop()
+			return nil, fmt.Errorf("lokiserver: Loki not ready: %w: %s", ctx.Err(), s.output.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("lokiserver: finding a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// URL is Loki's base URL, e.g. http://127.0.0.1:41234.
+func (s *Server) URL() string { return s.url }
+
+// PushURL is the article's push path on this Loki.
+func (s *Server) PushURL() string { return s.url + "/api/prom/push" }
+
+// PID is Loki's process ID.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Output is the tail of Loki's own log.
+func (s *Server) Output() string { return s.output.String() }
+
+// Ready returns nil when Loki answers /ready with 200.
+func (s *Server) Ready(ctx context.Context) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/ready", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("lokiserver: /ready answered %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// Stop ends Loki (SIGTERM, SIGKILL after 5 s) and removes its data. It is
+// safe to call more than once.
+func (s *Server) Stop() {
+	s.once.Do(func() {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-s.exited:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+			<-s.exited
+		}
+		_ = os.RemoveAll(s.dataDir)
+	})
+}
+
+// Line is one log line read back from Loki.
+type Line struct {
+	Labels map[string]string
+	Time   time.Time
+	Line   string
+}
+
+// Query is a log query over a time range.
+type Query struct {
+	LogQL      string
+	Start, End time.Time
+	// TenantID is sent as X-Scope-OrgID (for AuthEnabled).
+	TenantID string
+	// PageSize is the limit per request (default 5000).
+	PageSize int
+}
+
+// Query returns every line matching q, oldest first, paging through Loki's
+// per-request limit.
+func (s *Server) Query(ctx context.Context, q Query) ([]Line, error) {
+	if q.PageSize <= 0 {
+		q.PageSize = 5000
+	}
+	var out []Line
+	start := q.Start
+	// Loki's start is inclusive: a page starting at the last timestamp seen
+	// repeats the lines at that timestamp already collected. Skip as many.
+	seen := 0
+	for {
+		page, err := s.queryRange(ctx, q, start)
+		if err != nil {
+			return nil, err
+		}
+		skip := seen
+		for _, l := range page {
+			if skip > 0 && l.Time.Equal(start) {
+				skip--
+				continue
+			}
+			out = append(out, l)
+		}
+		if len(page) < q.PageSize {
+			return out, nil
+		}
+		last := page[len(page)-1].Time
+		if last.Equal(start) {
+			return nil, fmt.Errorf("lokiserver: more than %d lines share the timestamp %s; raise PageSize", q.PageSize, last)
+		}
+		seen = 0
+		for i := len(out) - 1; i >= 0 && out[i].Time.Equal(last); i-- {
+			seen++
+		}
+		start = last
+	}
+}
+
+func (s *Server) queryRange(ctx context.Context, q Query, start time.Time) ([]Line, error) {
+	v := url.Values{
+		"query": {q.LogQL}, "start": {strconv.FormatInt(start.UnixNano(), 10)},
+		"end": {strconv.FormatInt(q.End.UnixNano(), 10)}, "limit": {strconv.Itoa(q.PageSize)}, "direction": {"forward"},
+	}
+	var body struct {
+		Data struct {
+			Result []struct {
+				Stream map[string]string `json:"stream"`
+				Values [][2]string       `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := s.get(ctx, "/loki/api/v1/query_range?"+v.Encode(), q.TenantID, &body); err != nil {
+		return nil, err
+	}
+	var out []Line
+	for _, r := range body.Data.Result {
+		for _, val := range r.Values {
+			ns, err := strconv.ParseInt(val[0], 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("lokiserver: bad timestamp %q", val[0])
+			}
+			out = append(out, Line{Labels: r.Stream, Time: time.Unix(0, ns), Line: val[1]})
+		}
+	}
+	// Streams come one after another; merge them by time, keeping order.
+	sortLines(out)
+	if len(out) > q.PageSize {
+		out = out[:q.PageSize]
+	}
+	return out, nil
+}
+
+func sortLines(lines []Line) {
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].Time.Before(lines[j].Time) })
+}
+
+// Sample is one point of a metric query's result.
+type Sample struct {
+	Labels map[string]string
+	Time   time.Time
+	Value  float64
+}
+
+// QueryMetric runs a LogQL metric query (e.g. with unwrap) over a range.
+func (s *Server) QueryMetric(ctx context.Context, logql string, start, end time.Time, step time.Duration, tenant string) ([]Sample, error) {
+	v := url.Values{
+		"query": {logql}, "start": {strconv.FormatInt(start.UnixNano(), 10)},
+		"end": {strconv.FormatInt(end.UnixNano(), 10)}, "step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)},
+	}
+	var body struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+				Values [][2]any          `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := s.get(ctx, "/loki/api/v1/query_range?"+v.Encode(), tenant, &body); err != nil {
+		return nil, err
+	}
+	var out []Sample
+	for _, r := range body.Data.Result {
+		for _, val := range r.Values {
+			ts, _ := val[0].(float64)
+			str, _ := val[1].(string)
+			f, err := strconv.ParseFloat(str, 64)
+			if err != nil {
+				return nil, fmt.Errorf("lokiserver: bad sample %v", val)
+			}
+			out = append(out, Sample{Labels: r.Metric, Time: time.Unix(0, int64(ts*1e9)), Value: f})
+		}
+	}
+	return out, nil
+}
+
+// Get fetches a Loki API path and decodes its JSON answer into v.
+func (s *Server) get(ctx context.Context, path, tenant string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+path, nil)
+	if err != nil {
+		return fmt.Errorf("lokiserver: %w", err)
+	}
+	if tenant != "" {
+		req.Header.Set("X-Scope-OrgID", tenant)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("lokiserver: query: %w", err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return &QueryError{Status: resp.StatusCode, Body: strings.TrimSpace(string(data))}
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("lokiserver: decoding query answer: %w", err)
+	}
+	return nil
+}
+
+// QueryError is a non-200 answer to a query.
+type QueryError struct {
+	Status int
+	Body   string
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("lokiserver: query answered %d: %s", e.Status, e.Body)
+}
+
+// IsBadQuery reports whether err is Loki refusing a query as invalid (400).
+func IsBadQuery(err error) bool {
+	var qe *QueryError
+	return errors.As(err, &qe) && qe.Status == http.StatusBadRequest
+}
+
+// tailBuffer keeps the last 16 KiB written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > 16<<10 {
+		t.buf = t.buf[len(t.buf)-16<<10:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.buf)
+}

@@ -1,0 +1,509 @@
+// Package sandbox emulates a Lambda execution environment for extensions:
+// the Extensions API, the Telemetry API with real delivery, the freeze
+// between invocations and SHUTDOWN with its deadline, as the runtime
+// contract (shared/lambda-runtime-contract.md, §5.3) describes them.
+//
+// The extensions are real processes, exec'd from a directory as Lambda does
+// from /opt/extensions. The function is scripted inside the emulator: it
+// writes log lines, finishes, and the platform events follow. Every step is
+// measured the way Lambda bills it.
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Mode is the kind of execution environment.
+type Mode int
+
+const (
+	// ModeOnDemand is a default Lambda function: INVOKE events, runtimeDone,
+	// a freeze between invocations.
+	ModeOnDemand Mode = iota
+	// ModeManagedInstances is Lambda Managed Instances: extensions register
+	// for SHUTDOWN only, no runtimeDone, no freeze, concurrent invocations,
+	// telemetry schema 2025-01-29 (contract §4).
+	ModeManagedInstances
+	// ModeSnapStart initialises, then freezes as a snapshot until Restore.
+	ModeSnapStart
+)
+
+func (m Mode) initializationType() string {
+	switch m {
+	case ModeManagedInstances:
+		return "lambda-managed-instances"
+	case ModeSnapStart:
+		return "snap-start"
+	default:
+		return "on-demand"
+	}
+}
+
+// Config describes the environment to emulate. Zero values take defaults.
+type Config struct {
+	// ExtensionsDir holds the extension executables (like /opt/extensions).
+	ExtensionsDir string
+	// FunctionName, MemoryMB and Region describe the function (fn, 128, us-east-1).
+	FunctionName string
+	MemoryMB     int
+	Region       string
+	// FunctionTimeout sets each INVOKE's deadline (default 3 s).
+	FunctionTimeout time.Duration
+	// InitTimeout bounds init (default 10 s); ShutdownTimeout is SHUTDOWN's
+	// deadline (default 2 s, as with external extensions).
+	InitTimeout     time.Duration
+	ShutdownTimeout time.Duration
+	// RuntimeInit is how long the scripted runtime takes to initialise.
+	RuntimeInit time.Duration
+	// LogFormat is "text" (default) or "json".
+	LogFormat string
+	// Mode is the kind of environment.
+	Mode Mode
+	// Env is added to the extensions' environment (KEY=value).
+	Env []string
+	// ExtensionOutput receives the extensions' stdout and stderr. May be nil.
+	ExtensionOutput io.Writer
+	// TelemetryNotSupported makes the Telemetry API answer every subscription
+	// with 202 Telemetry.NotSupported and deliver nothing, as AWS's runtime
+	// interface emulator and SAM do.
+	TelemetryNotSupported bool
+	// TelemetryBufferBytes bounds each subscriber's undelivered events; past
+	// it events are dropped and platform.logsDropped follows (default 8 MiB).
+	TelemetryBufferBytes int
+	// BeforeFreeze, if set, is called after every extension has called /next
+	// at the end of an invocation and before the sandbox freezes.
+	BeforeFreeze func(requestID string)
+}
+
+func (c *Config) defaults() {
+	if c.FunctionName == "" {
+		c.FunctionName = "fn"
+	}
+	if c.MemoryMB == 0 {
+		c.MemoryMB = 128
+	}
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.FunctionTimeout == 0 {
+		c.FunctionTimeout = 3 * time.Second
+	}
+	if c.InitTimeout == 0 {
+		c.InitTimeout = 10 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 2 * time.Second
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+	if c.TelemetryBufferBytes == 0 {
+		c.TelemetryBufferBytes = 8 << 20
+	}
+}
+
+// ExtensionError is an extension's failure as Lambda reports it: a crash
+// (Extension.Crash), an init or exit error it reported itself.
+type ExtensionError struct {
+	Extension string
+	// Type is Extension.Crash, Extension.InitError or Extension.ExitError.
+	Type string
+	// ReportedType and Message are what the extension sent with init/error
+	// or exit/error.
+	ReportedType, Message string
+}
+
+func (e *ExtensionError) Error() string {
+	if e.ReportedType != "" {
+		return fmt.Sprintf("extension %s: %s: %s: %s", e.Extension, e.Type, e.ReportedType, e.Message)
+	}
+	return fmt.Sprintf("extension %s: %s: %s", e.Extension, e.Type, e.Message)
+}
+
+// ErrEnded is returned by Invoke after the sandbox was shut down or reset.
+var ErrEnded = errors.New("sandbox: the execution environment has ended")
+
+// Sandbox is one running execution environment.
+type Sandbox struct {
+	cfg     Config
+	srv     *http.Server
+	addr    string
+	tempDir string
+
+	mu                 sync.Mutex
+	changed            chan struct{} // closed and replaced on every state change
+	exts               []*extension
+	internal           int
+	registrationClosed bool
+	subscriptionClosed bool
+	subs               []*subscriber
+	initEvents         []event
+	frozen             bool
+	ended              bool
+	crash              *ExtensionError
+	invokes            int
+	initDuration       time.Duration
+	output             strings.Builder // the extensions' output, bounded
+
+	telemetryDropped int64
+}
+
+// Start execs the extensions and runs init through RAPID's gates (contract
+// §1.5): all registered, runtime init, registration closed, every
+// extension's first /next, subscriptions closed. It returns when init is
+// done; the sandbox is then frozen until the first Invoke (or Restore).
+func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
+	cfg.defaults()
+	s := &Sandbox{cfg: cfg, changed: make(chan struct{})}
+	var err error
+	if s.tempDir, err = os.MkdirTemp("", "lambda-sandbox-"); err != nil {
+		return nil, fmt.Errorf("sandbox: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: runtime api listener: %w", err)
+	}
+	s.addr = ln.Addr().String()
+	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = s.srv.Serve(ln) }()
+
+	if err := s.init(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// RuntimeAPI is the address given to extensions as AWS_LAMBDA_RUNTIME_API.
+func (s *Sandbox) RuntimeAPI() string { return s.addr }
+
+// InitDuration is the time from exec to the last extension's first /next.
+func (s *Sandbox) InitDuration() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.initDuration
+}
+
+// ExtensionOutput returns what the extensions wrote to stdout and stderr.
+func (s *Sandbox) ExtensionOutput() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.output.String()
+}
+
+// PIDs returns the extensions' process IDs.
+func (s *Sandbox) PIDs() []int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []int
+	for _, e := range s.exts {
+		if e.cmd != nil && e.cmd.Process != nil {
+			out = append(out, e.cmd.Process.Pid)
+		}
+	}
+	return out
+}
+
+// Crash is the extension crash seen so far, if any.
+func (s *Sandbox) Crash() *ExtensionError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.crash
+}
+
+func (s *Sandbox) init(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.InitTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := s.launch(); err != nil {
+		return err
+	}
+	// Gate 1: every launched extension has registered.
+	if err := s.waitFor(ctx, "every extension to register", func() bool {
+		return !slices.ContainsFunc(s.exts, func(e *extension) bool { return e.state == stateLaunched })
+	}); err != nil {
+		return err
+	}
+	s.emitPlatform("platform.initStart", map[string]any{
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(),
+		"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST", "runtimeVersion": "emulated.v1",
+	})
+	// Gate 2: the runtime initialises and asks for its first invocation.
+	sleepCtx(ctx, s.cfg.RuntimeInit)
+	s.emitPlatform("platform.initRuntimeDone", map[string]any{
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(), "status": "success",
+	})
+	s.mu.Lock()
+	s.registrationClosed = true
+	s.mu.Unlock()
+	// Gate 3: every extension's first /next ends its init.
+	if err := s.waitFor(ctx, "every extension's first /next", func() bool {
+		return !slices.ContainsFunc(s.exts, func(e *extension) bool { return e.state == stateRegistered })
+	}); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.subscriptionClosed = true
+	s.initDuration = time.Since(start)
+	initMs := ms(s.initDuration)
+	s.mu.Unlock()
+	s.emitPlatform("platform.initReport", map[string]any{
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(), "status": "success",
+		"metrics": map[string]any{"durationMs": initMs},
+	})
+	if s.cfg.Mode != ModeManagedInstances {
+		s.freeze()
+	}
+	return nil
+}
+
+func (s *Sandbox) phase() string {
+	if s.cfg.Mode == ModeSnapStart {
+		return "snap-start"
+	}
+	return "init"
+}
+
+// launch execs every executable file of ExtensionsDir in lexical order,
+// each in its own process group.
+func (s *Sandbox) launch() error {
+	entries, err := os.ReadDir(s.cfg.ExtensionsDir)
+	if err != nil {
+		return fmt.Errorf("sandbox: reading extensions dir: %w", err)
+	}
+	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
+	for _, de := range entries {
+		info, err := de.Info()
+		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
+			continue
+		}
+		e := &extension{name: de.Name(), events: make(chan []byte, 1), exited: make(chan struct{})}
+		e.cmd = exec.Command(filepath.Join(s.cfg.ExtensionsDir, de.Name()))
+		e.cmd.Env = s.extensionEnv()
+		e.cmd.Dir = s.tempDir
+		e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		stdout, err := e.cmd.StdoutPipe()
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		e.cmd.Stderr = e.cmd.Stdout
+		if err := e.cmd.Start(); err != nil {
+			return fmt.Errorf("sandbox: exec %s: %w", de.Name(), err)
+		}
+		s.mu.Lock()
+		s.exts = append(s.exts, e)
+		s.mu.Unlock()
+		captured := make(chan struct{})
+		go s.capture(e, stdout, captured)
+		go s.watch(e, captured)
+	}
+	if len(s.exts) == 0 {
+		return fmt.Errorf("sandbox: no executable extension in %s", s.cfg.ExtensionsDir)
+	}
+	return nil
+}
+
+func (s *Sandbox) extensionEnv() []string {
+	env := []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=" + s.tempDir, "TMPDIR=" + s.tempDir, "TZ=:UTC", "LANG=en_US.UTF-8",
+		"AWS_LAMBDA_RUNTIME_API=" + s.addr,
+		"AWS_LAMBDA_FUNCTION_NAME=" + s.cfg.FunctionName,
+		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
+		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", s.cfg.MemoryMB),
+		"AWS_REGION=" + s.cfg.Region, "AWS_DEFAULT_REGION=" + s.cfg.Region,
+		"AWS_LAMBDA_INITIALIZATION_TYPE=" + s.cfg.Mode.initializationType(),
+	}
+	if s.cfg.LogFormat == "json" {
+		env = append(env, "AWS_LAMBDA_LOG_FORMAT=JSON")
+	}
+	return append(env, s.cfg.Env...)
+}
+
+// capture copies an extension's output to ExtensionOutput and into the
+// telemetry stream as type "extension" records, as Lambda does.
+func (s *Sandbox) capture(e *extension, r io.Reader, done chan<- struct{}) {
+	defer close(done)
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if w := s.cfg.ExtensionOutput; w != nil {
+			fmt.Fprintf(w, "[%s] %s\n", e.name, line)
+		}
+		s.mu.Lock()
+		if s.output.Len() < 4<<20 {
+			s.output.WriteString(line + "\n")
+		}
+		s.mu.Unlock()
+		s.emit("extension", line+"\n", "")
+	}
+}
+
+// watch waits for an extension to exit. Any exit outside SHUTDOWN, even
+// with status 0, is an Extension.Crash (contract §1.5), unless the
+// extension reported an init or exit error first.
+func (s *Sandbox) watch(e *extension, captured <-chan struct{}) {
+	<-captured
+	err := e.cmd.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.exitErr = err
+	e.exitedAt = time.Now()
+	if ru, ok := e.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		e.maxRSS = ru.Maxrss * 1024
+	}
+	if !e.shuttingDown && e.reported == nil && s.crash == nil {
+		s.crash = &ExtensionError{Extension: e.name, Type: "Extension.Crash", Message: fmt.Sprintf("exited outside SHUTDOWN: %v", processStatus(e.cmd))}
+	}
+	e.state = stateExited
+	close(e.exited)
+	s.broadcast()
+}
+
+func processStatus(cmd *exec.Cmd) string {
+	if cmd.ProcessState == nil {
+		return "unknown"
+	}
+	return cmd.ProcessState.String()
+}
+
+// waitFor blocks until cond (evaluated under s.mu) holds, an extension
+// crashes or reports an init error, or ctx ends.
+func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) error {
+	for {
+		s.mu.Lock()
+		ok := cond()
+		crash := s.crash
+		var reported *ExtensionError
+		for _, e := range s.exts {
+			if e.reported != nil && e.reported.Type == "Extension.InitError" {
+				reported = e.reported
+			}
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		switch {
+		case reported != nil:
+			return reported
+		case crash != nil:
+			return crash
+		case ok:
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("sandbox: waiting for %s: %w", what, ctx.Err())
+		}
+	}
+}
+
+// broadcast wakes waitFor; s.mu must be held.
+func (s *Sandbox) broadcast() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// freeze stops telemetry delivery and SIGSTOPs every extension's process
+// group, as Lambda freezes the sandbox once everyone has called /next.
+func (s *Sandbox) freeze() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.frozen || s.ended {
+		return
+	}
+	s.frozen = true
+	for _, sub := range s.subs {
+		sub.pause(true)
+	}
+	for _, e := range s.exts {
+		if e.state != stateExited {
+			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGSTOP)
+		}
+	}
+}
+
+func (s *Sandbox) thaw() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.frozen {
+		return
+	}
+	s.frozen = false
+	for _, e := range s.exts {
+		if e.state != stateExited {
+			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)
+		}
+	}
+	for _, sub := range s.subs {
+		sub.pause(false)
+	}
+}
+
+// Frozen reports whether the sandbox is frozen now.
+func (s *Sandbox) Frozen() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.frozen
+}
+
+// Close kills every extension and stops the emulator. It is safe to call
+// more than once and after Shutdown.
+func (s *Sandbox) Close() {
+	s.mu.Lock()
+	s.ended = true
+	for _, e := range s.exts {
+		if e.state != stateExited && e.cmd.Process != nil {
+			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)
+		}
+	}
+	exts := slices.Clone(s.exts)
+	subs := slices.Clone(s.subs)
+	s.mu.Unlock()
+	for _, e := range exts {
+		select {
+		case <-e.exited:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	for _, sub := range subs {
+		sub.close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = s.srv.Shutdown(ctx)
+	_ = os.RemoveAll(s.tempDir)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
