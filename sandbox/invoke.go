@@ -240,12 +240,12 @@ func (s *Sandbox) runFunction(ctx context.Context, fn Function, requestID string
 			}
 			rec["timestamp"], rec["level"], rec["requestId"], rec["message"] = stamp, level, requestID, msg
 			obj, _ := json.Marshal(rec)
-			ev := s.emit("function", "", string(obj))
+			ev := s.emit("function", now, "", string(obj))
 			lines = append(lines, Line{Time: ev.time.Truncate(time.Millisecond), Text: string(obj)})
 			continue
 		}
 		text := stamp + "\t" + requestID + "\t" + level + "\t" + msg + "\n"
-		ev := s.emit("function", text, "")
+		ev := s.emit("function", now, text, "")
 		lines = append(lines, Line{Time: ev.time.Truncate(time.Millisecond), Text: strings.TrimSuffix(text, "\n")})
 	}
 	return lines

@@ -351,7 +351,7 @@ func (s *Sandbox) capture(e *extension, r io.Reader, done chan<- struct{}) {
 			s.output.WriteString(line + "\n")
 		}
 		s.mu.Unlock()
-		s.emit("extension", line+"\n", "")
+		s.emit("extension", time.Now(), line+"\n", "")
 	}
 }
 

@@ -63,8 +63,8 @@ func (s *Sandbox) emitPlatform(typ string, record any) {
 // emit emits a function or extension record: a string, or for JSON-format
 // logs an object (jsonObject non-empty), shipped as a string to subscribers
 // of schema 2022-07-01.
-func (s *Sandbox) emit(category string, text string, jsonObject string) event {
-	ev := event{category: category, time: time.Now(), typ: category}
+func (s *Sandbox) emit(category string, at time.Time, text string, jsonObject string) event {
+	ev := event{category: category, time: at, typ: category}
 	if jsonObject != "" {
 		ev.record = json.RawMessage(jsonObject)
 		ev.recordAsString, _ = json.Marshal(jsonObject)

@@ -199,17 +199,19 @@ func (s *Server) Query(ctx context.Context, q Query) ([]Line, error) {
 	var out []Line
 	start := q.Start
 	// Loki's start is inclusive: a page starting at the last timestamp seen
-	// repeats the lines at that timestamp already collected. Skip as many.
-	seen := 0
+	// repeats the lines at that timestamp, in no fixed order. Skip those
+	// already collected by content (a stream holds no two equal entries:
+	// Loki drops exact duplicates).
+	var boundary map[string]int
+	key := func(l Line) string { return fmt.Sprint(l.Labels) + "\x00" + l.Line }
 	for {
 		page, err := s.queryRange(ctx, q, start)
 		if err != nil {
 			return nil, err
 		}
-		skip := seen
 		for _, l := range page {
-			if skip > 0 && l.Time.Equal(start) {
-				skip--
+			if l.Time.Equal(start) && boundary[key(l)] > 0 {
+				boundary[key(l)]--
 				continue
 			}
 			out = append(out, l)
@@ -221,9 +223,9 @@ func (s *Server) Query(ctx context.Context, q Query) ([]Line, error) {
 		if last.Equal(start) {
 			return nil, fmt.Errorf("lokiserver: more than %d lines share the timestamp %s; raise PageSize", q.PageSize, last)
 		}
-		seen = 0
+		boundary = map[string]int{}
 		for i := len(out) - 1; i >= 0 && out[i].Time.Equal(last); i-- {
-			seen++
+			boundary[key(out[i])]++
 		}
 		start = last
 	}

@@ -1,0 +1,269 @@
+// Package e2etest is the end-to-end tests' support: it builds the extension
+// binary, runs a real Loki, starts the sandbox emulator with the extension
+// inside, and compares what the function wrote with what Loki holds.
+package e2etest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
+	"github.com/lambda-loki/grafana-loki-extension/sandbox"
+)
+
+// ExtensionName is the file name of the extension in the layer.
+const ExtensionName = "grafana-loki-extension"
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+
+	lokiOnce sync.Once
+	loki     *lokiserver.Server
+	lokiErr  error
+)
+
+// ExtensionDir builds the extension once per test binary and returns a
+// directory that holds only it, as /opt/extensions would.
+func ExtensionDir(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := moduleRoot()
+		if err != nil {
+			buildErr = err
+			return
+		}
+		dir, err := os.MkdirTemp("", "extensions-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, ExtensionName), ".")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("building the extension: %w: %s", err, out)
+			return
+		}
+		buildDir = dir
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildDir
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module: %w", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// LokiBinary returns the Loki binary, or skips the test with one line that
+// says how to get it. Under CI a missing Loki fails the test instead.
+func LokiBinary(t testing.TB) string {
+	t.Helper()
+	bin, err := lokibin.Find()
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI needs a real Loki: %v", err)
+		}
+		t.Skip(err.Error())
+	}
+	return bin
+}
+
+// Loki returns a real Loki shared by the tests of this process, started on
+// first use. Tests keep apart by function name. Call Cleanup from TestMain.
+func Loki(t testing.TB) *lokiserver.Server {
+	t.Helper()
+	bin := LokiBinary(t)
+	lokiOnce.Do(func() {
+		loki, lokiErr = lokiserver.Start(context.Background(), lokiserver.Options{Binary: bin})
+	})
+	if lokiErr != nil {
+		t.Fatal(lokiErr)
+	}
+	return loki
+}
+
+// StartLoki starts a Loki of the test's own, stopped when the test ends.
+func StartLoki(t testing.TB, opts lokiserver.Options) *lokiserver.Server {
+	t.Helper()
+	opts.Binary = LokiBinary(t)
+	srv, err := lokiserver.Start(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	return srv
+}
+
+// Cleanup stops the shared Loki.
+func Cleanup() {
+	if loki != nil {
+		loki.Stop()
+	}
+}
+
+// FunctionName returns a function name unique to the test, so that tests
+// sharing a Loki query only their own lines.
+func FunctionName(t testing.TB) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, t.Name())
+	return fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%1_000_000)
+}
+
+// FreePort returns a TCP port free on the loopback now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Env is the extension's environment for a local run: the listener on a
+// free port (AWS_SAM_LOCAL binds it without the sandbox host name) and Loki's
+// push URL, plus extra KEY=value pairs.
+func Env(t testing.TB, lokiURL string, extra ...string) []string {
+	env := []string{"AWS_SAM_LOCAL=true", "TELEMETRY_LISTENER_PORT=" + strconv.Itoa(FreePort(t))}
+	if lokiURL != "" {
+		env = append(env, "LOKI_URL="+lokiURL)
+	}
+	return append(env, extra...)
+}
+
+// StartSandbox starts the emulator with the built extension. cfg's
+// ExtensionsDir and ExtensionOutput are filled in; the sandbox is closed when
+// the test ends, and the extension's output is logged if the test failed.
+func StartSandbox(t testing.TB, cfg sandbox.Config) *sandbox.Sandbox {
+	t.Helper()
+	cfg.ExtensionsDir = ExtensionDir(t)
+	sb, err := sandbox.Start(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("starting the sandbox: %v", err)
+	}
+	t.Cleanup(func() {
+		sb.Close()
+		if t.Failed() {
+			t.Logf("extension output:\n%s", sb.ExtensionOutput())
+		}
+	})
+	return sb
+}
+
+// Delivery compares the lines a function wrote with the lines Loki holds.
+type Delivery struct {
+	Written, Delivered, Missing, Duplicated, WrongTime, Unexpected int
+	// Examples of what went wrong, for the failure message.
+	Examples []string
+}
+
+// Complete reports whether every line arrived once with its own timestamp.
+func (d Delivery) Complete() bool {
+	return d.Delivered == d.Written && d.Missing == 0 && d.Duplicated == 0 && d.WrongTime == 0 && d.Unexpected == 0
+}
+
+func (d Delivery) String() string {
+	return fmt.Sprintf("written %d, delivered %d, missing %d, duplicated %d, wrong time %d, unexpected %d %q",
+		d.Written, d.Delivered, d.Missing, d.Duplicated, d.WrongTime, d.Unexpected, d.Examples)
+}
+
+// Query reads every line of a selector since start.
+func Query(t testing.TB, srv *lokiserver.Server, logql string, start time.Time, tenant string) []lokiserver.Line {
+	t.Helper()
+	lines, err := srv.Query(t.Context(), lokiserver.Query{LogQL: logql, Start: start.Add(-time.Minute), End: time.Now().Add(time.Minute), TenantID: tenant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lines
+}
+
+// CheckDelivery reads the function's own stream ({function=..., type=""})
+// and compares it with want. Platform lines are not part of it.
+func CheckDelivery(t testing.TB, srv *lokiserver.Server, function string, want []sandbox.Line, since time.Time) Delivery {
+	t.Helper()
+	got := Query(t, srv, fmt.Sprintf(`{function=%q, type=""}`, function), since, "")
+	return Compare(want, got)
+}
+
+// Compare matches written lines with Loki's lines by text.
+func Compare(want []sandbox.Line, got []lokiserver.Line) Delivery {
+	d := Delivery{Written: len(want)}
+	type found struct {
+		times []time.Time
+	}
+	byText := map[string]*found{}
+	for _, g := range got {
+		f := byText[g.Line]
+		if f == nil {
+			f = &found{}
+			byText[g.Line] = f
+		}
+		f.times = append(f.times, g.Time)
+	}
+	example := func(format string, args ...any) {
+		if len(d.Examples) < 3 {
+			s := fmt.Sprintf(format, args...)
+			if len(s) > 160 {
+				s = s[:160] + "…"
+			}
+			d.Examples = append(d.Examples, s)
+		}
+	}
+	wanted := map[string]int{}
+	for _, w := range want {
+		wanted[w.Text]++
+	}
+	for _, w := range want {
+		f := byText[w.Text]
+		if f == nil || len(f.times) == 0 {
+			d.Missing++
+			example("missing %q", w.Text)
+			continue
+		}
+		d.Delivered++
+		t := f.times[0]
+		f.times = f.times[1:]
+		if !t.Equal(w.Time) {
+			d.WrongTime++
+			example("%q at %s, written at %s", w.Text, t.Format(time.RFC3339Nano), w.Time.Format(time.RFC3339Nano))
+		}
+	}
+	for text, f := range byText {
+		if wanted[text] > 0 {
+			d.Duplicated += len(f.times)
+			if len(f.times) > 0 {
+				example("duplicated %q", text)
+			}
+		} else {
+			d.Unexpected += len(f.times)
+			example("unexpected %q", text)
+		}
+	}
+	return d
+}
+
+// Count returns how many lines of a selector Loki holds now.
+func Count(t testing.TB, srv *lokiserver.Server, logql string, since time.Time) int {
+	return len(Query(t, srv, logql, since, ""))
+}
