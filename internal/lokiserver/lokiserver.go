@@ -123,6 +123,17 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 }
 
+// Attach returns a Server for a Loki someone else runs, for queries only;
+// Stop does nothing to it.
+func Attach(baseURL string) *Server {
+	s := &Server{url: strings.TrimSuffix(baseURL, "/"), output: &tailBuffer{}}
+	s.once.Do(func() {})
+	return s
+}
+
+// FreePort returns a TCP port that is free on the loopback now.
+func FreePort() (int, error) { return freePort() }
+
 func freePort() (int, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
