@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"syscall"
@@ -57,6 +58,12 @@ func run() int {
 
 	cfg, cfgErr := config.Load(os.LookupEnv)
 	log := newLog(cfg.LogLevel)
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		// The extension shares the function's memory. Without a limit the
+		// garbage collector lets the heap grow to twice what is live, so a
+		// full queue would cost several times QUEUE_MAX_BYTES.
+		debug.SetMemoryLimit(int64(cfg.QueueMaxBytes)*3/2 + 24<<20)
+	}
 	ext := extensionApi.NewClient(cfg.RuntimeAPI)
 
 	events := []extensionApi.EventType{extensionApi.Invoke, extensionApi.Shutdown}

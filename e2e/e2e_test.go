@@ -25,13 +25,16 @@ func TestMain(m *testing.M) {
 // freeze how many of the invocation's lines Loki already holds.
 type scenario struct {
 	function string // default: unique to the test
-	env      []string
-	cfg      sandbox.Config
-	invokes  int
-	fn       sandbox.Function
-	gap      time.Duration
-	atFreeze func(t *testing.T, invoke int, requestID string) // may be nil
-	wantExit int
+	pushURL  string // default: the shared Loki's
+	// beforeInvoke runs before each invocation (to change a fault, say).
+	beforeInvoke func(invoke int)
+	env          []string
+	cfg          sandbox.Config
+	invokes      int
+	fn           sandbox.Function
+	gap          time.Duration
+	atFreeze     func(t *testing.T, invoke int, requestID string) // may be nil
+	wantExit     int
 }
 
 type outcome struct {
@@ -52,7 +55,11 @@ func run(t *testing.T, sc scenario) outcome {
 	}
 	cfg := sc.cfg
 	cfg.FunctionName = o.function
-	cfg.Env = append(e2etest.Env(t, srv.PushURL()), sc.env...)
+	pushURL := sc.pushURL
+	if pushURL == "" {
+		pushURL = srv.PushURL()
+	}
+	cfg.Env = append(e2etest.Env(t, pushURL), sc.env...)
 	invoke := 0
 	if sc.atFreeze != nil {
 		cfg.BeforeFreeze = func(requestID string) { sc.atFreeze(t, invoke, requestID) }
@@ -61,6 +68,9 @@ func run(t *testing.T, sc scenario) outcome {
 	for invoke = 0; invoke < sc.invokes; invoke++ {
 		if invoke > 0 {
 			time.Sleep(sc.gap) // frozen: SIGSTOPped, no telemetry delivered
+		}
+		if sc.beforeInvoke != nil {
+			sc.beforeInvoke(invoke)
 		}
 		res, err := o.sb.Invoke(t.Context(), sc.fn)
 		if err != nil {

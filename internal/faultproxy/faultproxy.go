@@ -1,0 +1,242 @@
+// Package faultproxy sits between the extension and a real Loki in tests and
+// misbehaves on demand: down, failing with a status, failing every other
+// request, hanging, or checking credentials like a gateway in front of Loki.
+package faultproxy
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Kind is what the proxy does with a request.
+type Kind int
+
+const (
+	// Pass forwards to Loki.
+	Pass Kind = iota
+	// Down closes the connection without answering.
+	Down
+	// Status answers every request with Fault.Code.
+	Status
+	// EveryOther answers with Fault.Code and forwards, alternately.
+	EveryOther
+	// Hang reads the request and never answers, until the fault changes.
+	Hang
+)
+
+// Fault is the proxy's current behaviour.
+type Fault struct {
+	Kind Kind
+	Code int
+}
+
+// Config configures a proxy.
+type Config struct {
+	// Upstream is Loki's base URL.
+	Upstream string
+	// TLS serves HTTPS with a certificate of a test CA (see CAFile).
+	TLS bool
+	// Username and Password, when set, are required as basic auth; TenantID,
+	// when set, is required as X-Scope-OrgID. The proxy strips Authorization.
+	Username, Password, TenantID string
+}
+
+// Stats counts what the proxy did.
+type Stats struct {
+	Requests, Forwarded, Failed, Dropped, Hung, AuthFailures int64
+	// MaxForwardedBytes is the largest request body forwarded.
+	MaxForwardedBytes int64
+}
+
+// Proxy is a running fault proxy.
+type Proxy struct {
+	cfg    Config
+	srv    *httptest.Server
+	proxy  *httputil.ReverseProxy
+	caFile string
+
+	mu      sync.Mutex
+	fault   Fault
+	changed chan struct{}
+	count   atomic.Int64
+
+	requests, forwarded, failed, dropped, hung, authFailures, maxBytes atomic.Int64
+}
+
+// Start runs a proxy in front of cfg.Upstream.
+func Start(cfg Config) (*Proxy, error) {
+	up, err := url.Parse(cfg.Upstream)
+	if err != nil {
+		return nil, fmt.Errorf("faultproxy: upstream: %w", err)
+	}
+	p := &Proxy{cfg: cfg, proxy: httputil.NewSingleHostReverseProxy(up), changed: make(chan struct{})}
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	if cfg.TLS {
+		cert, caPEM, err := testCertificate()
+		if err != nil {
+			return nil, err
+		}
+		dir, err := os.MkdirTemp("", "faultproxy-")
+		if err != nil {
+			return nil, err
+		}
+		p.caFile = filepath.Join(dir, "ca.pem")
+		if err := os.WriteFile(p.caFile, caPEM, 0o600); err != nil {
+			return nil, err
+		}
+		p.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+		p.srv.StartTLS()
+	} else {
+		p.srv.Start()
+	}
+	return p, nil
+}
+
+// URL is the proxy's base URL.
+func (p *Proxy) URL() string { return p.srv.URL }
+
+// CAFile is the PEM file of the CA that signed the proxy's certificate.
+func (p *Proxy) CAFile() string { return p.caFile }
+
+// SetFault changes the behaviour; hung requests are released.
+func (p *Proxy) SetFault(f Fault) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.fault = f
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Stats returns the counts so far.
+func (p *Proxy) Stats() Stats {
+	return Stats{Requests: p.requests.Load(), Forwarded: p.forwarded.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load(),
+		Hung: p.hung.Load(), AuthFailures: p.authFailures.Load(), MaxForwardedBytes: p.maxBytes.Load()}
+}
+
+// Close stops the proxy, releasing hung requests.
+func (p *Proxy) Close() {
+	p.SetFault(Fault{Kind: Down})
+	p.srv.CloseClientConnections()
+	p.srv.Close()
+	if p.caFile != "" {
+		_ = os.RemoveAll(filepath.Dir(p.caFile))
+	}
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	p.requests.Add(1)
+	n := p.count.Add(1)
+	p.mu.Lock()
+	fault, changed := p.fault, p.changed
+	p.mu.Unlock()
+	body, _ := io.ReadAll(r.Body)
+	switch fault.Kind {
+	case Down:
+		p.dropped.Add(1)
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+				return
+			}
+		}
+		w.WriteHeader(http.StatusBadGateway)
+		return
+	case Status:
+		p.fail(w, fault.Code)
+		return
+	case EveryOther:
+		if n%2 == 1 {
+			p.fail(w, fault.Code)
+			return
+		}
+	case Hang:
+		p.hung.Add(1)
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+		}
+		return
+	}
+	if p.cfg.Username != "" || p.cfg.Password != "" {
+		user, pass, ok := r.BasicAuth()
+		if !ok || user != p.cfg.Username || pass != p.cfg.Password {
+			p.authFailures.Add(1)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+	}
+	if p.cfg.TenantID != "" && r.Header.Get("X-Scope-OrgID") != p.cfg.TenantID {
+		p.authFailures.Add(1)
+		http.Error(w, "no org id", http.StatusUnauthorized)
+		return
+	}
+	r.Header.Del("Authorization")
+	for {
+		old := p.maxBytes.Load()
+		if int64(len(body)) <= old || p.maxBytes.CompareAndSwap(old, int64(len(body))) {
+			break
+		}
+	}
+	p.forwarded.Add(1)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	p.proxy.ServeHTTP(w, r)
+}
+
+func (p *Proxy) fail(w http.ResponseWriter, code int) {
+	p.failed.Add(1)
+	if code == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	http.Error(w, fmt.Sprintf("injected failure %d", code), code)
+}
+
+// testCertificate makes an in-memory CA and a server certificate for the
+// loopback, returning the server's key pair and the CA in PEM.
+func testCertificate() (tls.Certificate, []byte, error) {
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "faultproxy test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+}
