@@ -147,6 +147,10 @@ func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error)
 	// The sandbox freezes only once every extension has called /next.
 	deadlineCtx, cancel := context.WithDeadline(ctx, res.Deadline)
 	defer cancel()
+	// After a timeout or a crash Lambda resets at once; it waits for no one.
+	if fn.Outcome == Timeout || fn.Outcome == Crash {
+		waitFor = nil
+	}
 	// An extension is done when it is back in /next after this INVOKE began.
 	err := s.waitFor(deadlineCtx, "the extensions' /next", func() bool {
 		for _, e := range waitFor {

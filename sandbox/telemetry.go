@@ -257,17 +257,24 @@ func (sub *subscriber) add(ev event) {
 		sub.mu.Unlock()
 		return
 	}
-	if sub.dropRecords > 0 {
-		// Space again: say what was lost, as Lambda does (§2.3).
-		note, _ := json.Marshal(map[string]any{"droppedRecords": sub.dropRecords, "droppedBytes": sub.dropBytes,
-			"reason": "Some logs were dropped because the downstream consumer is slower than the logs production rate"})
-		sub.push(event{category: "platform", time: time.Now(), typ: "platform.logsDropped", record: note}.encode(sub.schema))
-		sub.dropRecords, sub.dropBytes = 0, 0
-		sub.droppedNotes.Add(1)
-	}
+	sub.noteDrops()
 	sub.push(enc)
 	sub.mu.Unlock()
 	sub.signal()
+}
+
+// noteDrops queues a platform.logsDropped event for the records dropped
+// since the last one, as Lambda does once there is room again (§2.2, §2.3);
+// sub.mu must be held.
+func (sub *subscriber) noteDrops() {
+	if sub.dropRecords == 0 {
+		return
+	}
+	note, _ := json.Marshal(map[string]any{"droppedRecords": sub.dropRecords, "droppedBytes": sub.dropBytes,
+		"reason": "Some logs were dropped because the downstream consumer is slower than the logs production rate"})
+	sub.push(event{category: "platform", time: time.Now(), typ: "platform.logsDropped", record: note}.encode(sub.schema))
+	sub.dropRecords, sub.dropBytes = 0, 0
+	sub.droppedNotes.Add(1)
 }
 
 // push appends an encoded event; sub.mu must be held.
@@ -383,6 +390,9 @@ func (sub *subscriber) nextBatch() [][]byte {
 				sub.queuedBytes -= size
 				sub.firstAt = time.Now()
 				sub.inFlight = true
+				// The batch taken makes room: report what overflowed meanwhile,
+				// even if nothing else is logged afterwards.
+				sub.noteDrops()
 				sub.mu.Unlock()
 				return batch
 			} else {
