@@ -131,8 +131,14 @@ func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log
 		Addr:          net.JoinHostPort(host, strconv.Itoa(cfg.ListenerPort)),
 		ShipPlatform:  cfg.ShipPlatformLogs,
 		ShipExtension: cfg.ShipExtensionLogs,
-		OnRestore:     client.CloseIdleConnections,
-		Log:           log,
+		OnRestore: func() {
+			// The snapshot may be restored on another host, long after it
+			// was taken: a connection kept alive from before it is dead, and
+			// a push on it would hang until it times out.
+			client.CloseIdleConnections()
+			log.Debug("restored from a SnapStart snapshot: dropped the connections to Loki made before it")
+		},
+		Log: log,
 	}, q)
 	if err := l.Start(); err != nil {
 		return nil, err
@@ -237,11 +243,13 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 
 	reason := ev.Reason()
 	if reason == "timeout" || reason == "failure" {
-		x.queue.Put([]loki.Entry{{
-			Time:   start,
-			Line:   "SHUTDOWN Reason: " + reason + " RequestId: " + x.lastRequestID,
-			Stream: loki.StreamFunction,
-		}})
+		// Users search for timeouts and crashes first; this line is there
+		// even when the runtime never reported the invocation's end.
+		line := "SHUTDOWN Reason: " + reason
+		if x.lastRequestID != "" {
+			line += " RequestId: " + x.lastRequestID
+		}
+		x.queue.Put([]loki.Entry{{Time: start, Line: line, Stream: loki.StreamFunction}})
 	}
 	quiet := time.Duration(x.cfg.Buffering.TimeoutMs)*time.Millisecond + lateTelemetry
 	for x.telemetry {
@@ -334,7 +342,9 @@ func (x *extension) report(window string, rep telemetryApi.FlushReport) {
 	if rep.Truncated > 0 {
 		log.Infof("truncated %d lines longer than LOKI_MAX_LINE_BYTES=%d", rep.Truncated, x.cfg.Loki.MaxLineBytes)
 	}
-	if !rep.Skipped {
+	// Not at SHUTDOWN, where a line per flush would, with SHIP_EXTENSION_LOGS,
+	// come back as a line to push and keep the drain from ever going quiet.
+	if rep.Requests > 0 && window != "shutdown" {
 		log.Debug("flushed")
 	}
 }

@@ -334,6 +334,7 @@ func (r *reader) labels(name string, dst map[string]string) {
 		return
 	}
 	var bad []string
+	seen := map[string]bool{}
 	for _, pair := range strings.Split(v, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
@@ -345,10 +346,13 @@ func (r *reader) labels(name string, dst map[string]string) {
 		case !ok || value == "":
 			bad = append(bad, fmt.Sprintf("%q is not key=value", pair))
 		case loki.ValidateLabelName(key) != nil:
-			bad = append(bad, fmt.Sprintf("label name %q is invalid: %v", key, loki.ValidateLabelName(key)))
+			bad = append(bad, fmt.Sprintf("label name %q is invalid: Loki label names match [a-zA-Z_][a-zA-Z0-9_]* and do not start with __", key))
 		case key == "source" || key == "function" || key == "type" || key == "level":
 			bad = append(bad, fmt.Sprintf("label %q is set by the extension and cannot be overridden", key))
+		case seen[key]:
+			bad = append(bad, fmt.Sprintf("label %q is given twice", key))
 		default:
+			seen[key] = true
 			dst[key] = value
 		}
 	}

@@ -101,6 +101,8 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"label name starting with a digit", []string{"LOKI_IP", "x", "LOKI_LABELS", "1env=prod"}, "LOKI_LABELS", `"1env" is invalid`},
 		{"label without value", []string{"LOKI_IP", "x", "LOKI_LABELS", "env"}, "LOKI_LABELS", "not key=value"},
 		{"label overriding function", []string{"LOKI_IP", "x", "LOKI_LABELS", "function=other"}, "LOKI_LABELS", "cannot be overridden"},
+		{"label given twice", []string{"LOKI_IP", "x", "LOKI_LABELS", "env=a,env=b"}, "LOKI_LABELS", `"env" is given twice`},
+		{"reserved label name", []string{"LOKI_IP", "x", "LOKI_LABELS", "__name__=x"}, "LOKI_LABELS", `"__name__" is invalid`},
 		{"password without user", []string{"LOKI_IP", "x", "LOKI_PASSWORD", "p"}, "LOKI_USERNAME", "LOKI_PASSWORD"},
 		{"token and basic auth", []string{"LOKI_IP", "x", "LOKI_USERNAME", "u", "LOKI_BEARER_TOKEN", "t"}, "LOKI_BEARER_TOKEN", "choose one"},
 	}

@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -44,7 +47,45 @@ type extension struct {
 	exited       chan struct{}
 	exitedAt     time.Time
 	exitErr      error
-	maxRSS       int64
+	// maxRSS is the highest VmHWM seen while the extension ran.
+	maxRSS atomic.Int64
+}
+
+// rssSampleEvery is how often sampleRSS reads the extension's high-water mark.
+const rssSampleEvery = 5 * time.Millisecond
+
+// sampleRSS follows the extension's peak resident memory until it exits.
+// The kernel's VmHWM is a high-water mark, so sampling misses at most the
+// last few milliseconds. The exit status's ru_maxrss cannot be used: after a
+// vfork-style exec it includes the RSS of the parent (the test process).
+func (e *extension) sampleRSS() {
+	t := time.NewTicker(rssSampleEvery)
+	defer t.Stop()
+	for {
+		if kb := vmHWMKiB(e.cmd.Process.Pid); kb > 0 {
+			e.maxRSS.Store(max(e.maxRSS.Load(), kb*1024))
+		}
+		select {
+		case <-e.exited:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// vmHWMKiB reads a process's peak resident set size in KiB, 0 if unknown.
+func vmHWMKiB(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb
+		}
+	}
+	return 0
 }
 
 const maxExtensions = 10

@@ -3,9 +3,9 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -48,9 +48,10 @@ type Function struct {
 	Outcome Outcome
 }
 
-// Line is one log line the function wrote: the time Lambda stamped on its
-// event, and the text an extension is expected to ship (a text record less
-// its trailing newline; a JSON record as sent).
+// Line is one log line the function wrote: the time an extension is expected
+// to stamp on it (the event's time for a text record, the record's own
+// timestamp for a JSON one), and the text it is expected to ship (a text
+// record less its trailing newline; a JSON record as sent).
 type Line struct {
 	Time time.Time
 	Text string
@@ -85,6 +86,13 @@ func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error)
 	if err := s.usable(); err != nil {
 		return InvokeResult{}, err
 	}
+	if s.cfg.Mode == ModeSnapStart && !s.isRestored() {
+		// A SnapStart version is only ever invoked in an environment
+		// restored from its snapshot (contract §4).
+		if err := s.Restore(ctx); err != nil {
+			return InvokeResult{}, err
+		}
+	}
 	s.thaw()
 	managed := s.cfg.Mode == ModeManagedInstances
 	res := InvokeResult{RequestID: uuid.NewString(), Status: "success"}
@@ -93,6 +101,7 @@ func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error)
 	s.emitPlatform("platform.start", map[string]any{"requestId": res.RequestID, "version": "$LATEST"})
 
 	var waitFor []*extension
+	var coldStart map[string]any
 	if !managed {
 		payload, _ := json.Marshal(map[string]any{
 			"eventType": "INVOKE", "deadlineMs": res.Deadline.UnixMilli(), "requestId": res.RequestID,
@@ -107,14 +116,16 @@ func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error)
 			}
 		}
 		s.invokes++
-		first := s.invokes == 1
-		initMs := ms(s.initDuration)
-		s.mu.Unlock()
-		defer func() {
-			if first && res.Report != nil {
-				res.Report["metrics"].(map[string]any)["initDurationMs"] = initMs
+		if s.invokes == 1 {
+			// The first invocation's REPORT carries the cold start: the init,
+			// or with SnapStart the restore, since init ran at publish time.
+			if s.cfg.Mode == ModeSnapStart {
+				coldStart = map[string]any{"restoreDurationMs": ms(s.restoreDuration)}
+			} else {
+				coldStart = map[string]any{"initDurationMs": ms(s.initDuration)}
 			}
-		}()
+		}
+		s.mu.Unlock()
 	}
 
 	res.Lines = s.runFunction(ctx, fn, res.RequestID, res.Deadline)
@@ -185,6 +196,9 @@ func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error)
 		metrics["memorySizeMB"] = s.cfg.MemoryMB
 		metrics["maxMemoryUsedMB"] = s.memoryUsedMB()
 	}
+	for k, v := range coldStart {
+		metrics[k] = v
+	}
 	res.Report = map[string]any{"requestId": res.RequestID, "status": status, "metrics": metrics}
 	if errorType != "" {
 		res.Report["errorType"] = errorType
@@ -235,21 +249,31 @@ func (s *Sandbox) runFunction(ctx context.Context, fn Function, requestID string
 				break
 			}
 		}
+		// The runtime stamps the record when it writes it; Lambda stamps the
+		// event when it captures it, CaptureLag later.
 		now := time.Now()
+		captured := now.Add(s.cfg.CaptureLag)
 		stamp := now.UTC().Format(TimeLayout)
 		if s.cfg.LogFormat == "json" {
 			rec := map[string]any{}
 			for k, v := range fn.Fields {
 				rec[k] = v
 			}
-			rec["timestamp"], rec["level"], rec["requestId"], rec["message"] = stamp, level, requestID, msg
+			rec["timestamp"], rec["level"], rec["message"] = stamp, level, msg
+			if requestID != "" {
+				rec["requestId"] = requestID
+			}
 			obj, _ := json.Marshal(rec)
-			ev := s.emit("function", now, "", string(obj))
-			lines = append(lines, Line{Time: ev.time.Truncate(time.Millisecond), Text: string(obj)})
+			s.emit("function", captured, "", string(obj))
+			lines = append(lines, Line{Time: now.UTC().Truncate(time.Millisecond), Text: string(obj)})
 			continue
 		}
 		text := stamp + "\t" + requestID + "\t" + level + "\t" + msg + "\n"
-		ev := s.emit("function", now, text, "")
+		if requestID == "" {
+			// Init has no request: the runtime's prefix has no ID field.
+			text = stamp + "\t" + level + "\t" + msg + "\n"
+		}
+		ev := s.emit("function", captured, text, "")
 		lines = append(lines, Line{Time: ev.time.Truncate(time.Millisecond), Text: strings.TrimSuffix(text, "\n")})
 	}
 	return lines
@@ -259,16 +283,7 @@ func (s *Sandbox) runFunction(ctx context.Context, fn Function, requestID string
 func (s *Sandbox) memoryUsedMB() int64 {
 	var total int64
 	for _, pid := range s.PIDs() {
-		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				total += kb
-			}
-		}
+		total += vmHWMKiB(pid)
 	}
 	return total/1024 + 30 // plus a nominal runtime
 }
@@ -353,7 +368,7 @@ func (s *Sandbox) Shutdown(ctx context.Context, reason string) (ShutdownResult, 
 		if d := e.exitedAt.Sub(start); d > res.Duration {
 			res.Duration = d
 		}
-		res.PeakRSSBytes = max(res.PeakRSSBytes, e.maxRSS)
+		res.PeakRSSBytes = max(res.PeakRSSBytes, e.maxRSS.Load())
 		res.ExitCode = e.cmd.ProcessState.ExitCode()
 	}
 	s.mu.Unlock()
@@ -361,16 +376,50 @@ func (s *Sandbox) Shutdown(ctx context.Context, reason string) (ShutdownResult, 
 	return res, nil
 }
 
+// ErrNotSnapStart is returned by Restore outside ModeSnapStart, and
+// ErrRestored when the snapshot was already restored: an environment is
+// restored from its snapshot once.
+var (
+	ErrNotSnapStart = errors.New("sandbox: only a SnapStart environment is restored")
+	ErrRestored     = errors.New("sandbox: the snapshot was already restored")
+)
+
 // Restore resumes a SnapStart snapshot: it thaws and emits restoreStart,
-// restoreRuntimeDone and restoreReport. Extensions get no event (§4).
+// restoreRuntimeDone and restoreReport, then leaves the environment running
+// for the first invocation. Extensions get no event (contract §4). Invoke
+// restores by itself when Restore was not called.
 func (s *Sandbox) Restore(ctx context.Context) error {
 	if err := s.usable(); err != nil {
 		return err
 	}
+	s.mu.Lock()
+	switch {
+	case s.cfg.Mode != ModeSnapStart:
+		s.mu.Unlock()
+		return ErrNotSnapStart
+	case s.restored:
+		s.mu.Unlock()
+		return ErrRestored
+	}
+	s.restored = true
+	s.mu.Unlock()
 	start := time.Now()
 	s.thaw()
-	s.emitPlatform("platform.restoreStart", map[string]any{"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST"})
+	s.emitPlatform("platform.restoreStart", map[string]any{
+		"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST", "runtimeVersion": "emulated.v1",
+		"instanceMaxMemory": s.cfg.MemoryMB,
+	})
 	s.emitPlatform("platform.restoreRuntimeDone", map[string]any{"status": "success"})
-	s.emitPlatform("platform.restoreReport", map[string]any{"status": "success", "metrics": map[string]any{"durationMs": ms(time.Since(start))}})
+	d := time.Since(start)
+	s.mu.Lock()
+	s.restoreDuration = d
+	s.mu.Unlock()
+	s.emitPlatform("platform.restoreReport", map[string]any{"status": "success", "metrics": map[string]any{"durationMs": ms(d)}})
 	return ctx.Err()
+}
+
+func (s *Sandbox) isRestored() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restored
 }

@@ -70,6 +70,14 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// RuntimeInit is how long the scripted runtime takes to initialise.
 	RuntimeInit time.Duration
+	// InitLines are log lines the function writes while its runtime
+	// initialises, before any invocation (module-level code does this). They
+	// carry no request ID; InitLines() returns them as written.
+	InitLines []string
+	// CaptureLag is how much later than the runtime's own clock Lambda stamps
+	// a function event's time. A JSON-format record keeps the runtime's
+	// timestamp, so a lag tells the two apart (contract §2.3).
+	CaptureLag time.Duration
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
 	// Mode is the kind of environment.
@@ -158,6 +166,9 @@ type Sandbox struct {
 	crash              *ExtensionError
 	invokes            int
 	initDuration       time.Duration
+	initLines          []Line
+	restored           bool
+	restoreDuration    time.Duration
 	output             strings.Builder // the extensions' output, bounded
 
 	telemetryDropped int64
@@ -197,6 +208,13 @@ func (s *Sandbox) InitDuration() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.initDuration
+}
+
+// InitLines returns the lines the function wrote during init (Config.InitLines).
+func (s *Sandbox) InitLines() []Line {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.initLines)
 }
 
 // ExtensionOutput returns what the extensions wrote to stdout and stderr.
@@ -244,7 +262,14 @@ func (s *Sandbox) init(ctx context.Context) error {
 		"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST", "runtimeVersion": "emulated.v1",
 	})
 	// Gate 2: the runtime initialises and asks for its first invocation.
-	sleepCtx(ctx, s.cfg.RuntimeInit)
+	initStart := time.Now()
+	if len(s.cfg.InitLines) > 0 {
+		lines := s.runFunction(ctx, Function{Messages: s.cfg.InitLines}, "", initStart.Add(s.cfg.InitTimeout))
+		s.mu.Lock()
+		s.initLines = lines
+		s.mu.Unlock()
+	}
+	sleepCtx(ctx, s.cfg.RuntimeInit-time.Since(initStart))
 	s.emitPlatform("platform.initRuntimeDone", map[string]any{
 		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(), "status": "success",
 	})
@@ -311,6 +336,7 @@ func (s *Sandbox) launch() error {
 		captured := make(chan struct{})
 		go s.capture(e, stdout, captured)
 		go s.watch(e, captured)
+		go e.sampleRSS()
 	}
 	if len(s.exts) == 0 {
 		return fmt.Errorf("sandbox: no executable extension in %s", s.cfg.ExtensionsDir)
@@ -365,9 +391,6 @@ func (s *Sandbox) watch(e *extension, captured <-chan struct{}) {
 	defer s.mu.Unlock()
 	e.exitErr = err
 	e.exitedAt = time.Now()
-	if ru, ok := e.cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		e.maxRSS = ru.Maxrss * 1024
-	}
 	if !e.shuttingDown && e.reported == nil && s.crash == nil {
 		s.crash = &ExtensionError{Extension: e.name, Type: "Extension.Crash", Message: fmt.Sprintf("exited outside SHUTDOWN: %v", processStatus(e.cmd))}
 	}

@@ -191,3 +191,37 @@ func FuzzListener(f *testing.F) {
 		}
 	})
 }
+
+// Contract §4, SnapStart: the restore events ship nothing and do not
+// disturb the batch; platform.restoreStart, whatever its record, calls
+// OnRestore so that connections from before the snapshot are dropped.
+func TestRestoreEventsCallOnRestore(t *testing.T) {
+	tests := []struct {
+		name      string
+		batch     string
+		wantCalls int
+		wantLines int
+	}{
+		{"a restore, then an invocation", `[
+			{"time":"2022-10-12T00:00:15.000Z","type":"platform.restoreStart","record":{"functionName":"fn","functionVersion":"$LATEST"}},
+			{"time":"2022-10-12T00:00:15.010Z","type":"platform.restoreRuntimeDone","record":{"status":"success"}},
+			{"time":"2022-10-12T00:00:15.020Z","type":"platform.restoreReport","record":{"status":"success","metrics":{"durationMs":15.19}}},
+			{"time":"2022-10-12T00:00:15.030Z","type":"function","record":"after the restore\n"}]`, 1, 1},
+		{"a restoreStart with an odd record", `[{"time":"x","type":"platform.restoreStart","record":"?"}]`, 1, 0},
+		{"a failed restore is still a restore", `[{"time":"x","type":"platform.restoreStart","record":{}},{"time":"x","type":"platform.restoreRuntimeDone","record":{"status":"error","errorType":"Runtime.Unknown"}}]`, 1, 0},
+		{"no restore, no call", `[{"time":"x","type":"platform.initStart","record":{"initializationType":"snap-start","phase":"snap-start"}}]`, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			q := NewQueue(100, 1<<20)
+			l := NewListener(ListenerConfig{ShipPlatform: true, OnRestore: func() { calls++ }}, q)
+			if code := post(l, http.MethodPost, tt.batch); code != 200 {
+				t.Fatalf("status %d", code)
+			}
+			if calls != tt.wantCalls || q.Len() != tt.wantLines {
+				t.Fatalf("OnRestore called %d times, %d lines queued; want %d and %d", calls, q.Len(), tt.wantCalls, tt.wantLines)
+			}
+		})
+	}
+}
