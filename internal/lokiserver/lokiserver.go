@@ -32,7 +32,8 @@ type Options struct {
 	// AuthEnabled makes Loki multi-tenant: pushes need X-Scope-OrgID.
 	AuthEnabled bool
 	// ConfigFile replaces the generated configuration; it is run with
-	// -config.expand-env=true and LOKI_DATA_DIR and LOKI_HTTP_PORT set.
+	// -config.expand-env=true and LOKI_DATA_DIR, LOKI_HTTP_PORT and
+	// LOKI_LISTEN_ADDRESS (127.0.0.1: a test listens on the loopback only) set.
 	ConfigFile string
 	// Output receives Loki's own log. May be nil.
 	Output io.Writer
@@ -93,7 +94,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s := &Server{url: "http://127.0.0.1:" + strconv.Itoa(port), dataDir: dataDir, output: &tailBuffer{}, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, "-config.file="+cfgFile, "-config.expand-env=true")
-	s.cmd.Env = append(os.Environ(), "LOKI_DATA_DIR="+dataDir, "LOKI_HTTP_PORT="+strconv.Itoa(port))
+	s.cmd.Env = append(os.Environ(), "LOKI_DATA_DIR="+dataDir, "LOKI_HTTP_PORT="+strconv.Itoa(port), "LOKI_LISTEN_ADDRESS=127.0.0.1")
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out io.Writer = s.output
 	if opts.Output != nil {

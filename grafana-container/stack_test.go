@@ -1,0 +1,919 @@
+// Package grafanacontainer holds the tests of the local Grafana stack in this
+// folder (compose.yaml and the files it mounts). The machine that runs them
+// has no Docker engine, so they check what can be checked without one: the
+// Loki config and every dashboard query against a real Loki, and that the
+// files refer to each other consistently.
+package grafanacontainer
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
+)
+
+const (
+	lokiConfig        = "loki/config.yaml"
+	composeFile       = "compose.yaml"
+	dashboardFile     = "grafana/dashboards/lambda-logs.json"
+	datasourcesFile   = "grafana/provisioning/datasources/loki.yaml"
+	dashboardProvider = "grafana/provisioning/dashboards/dashboards.yaml"
+	prometheusConfig  = "prometheus/prometheus.yml"
+	otelConfig        = "otel-collector/config.yaml"
+	alloyConfig       = "alloy/config.alloy"
+)
+
+// ---------------------------------------------------------------------------
+// Loki config against the real binary
+
+func TestLokiConfigVerifies(t *testing.T) {
+	bin := e2etest.LokiBinary(t)
+	cfg := absPath(t, lokiConfig)
+	tests := []struct {
+		name string
+		env  []string
+	}{
+		// What the container gets: nothing set, every default applies.
+		{"container defaults", nil},
+		// What internal/lokiserver and this test set.
+		{"test runner values", []string{"LOKI_DATA_DIR=" + t.TempDir(), "LOKI_HTTP_PORT=3199", "LOKI_LISTEN_ADDRESS=127.0.0.1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, bin, "-config.file="+cfg, "-config.expand-env=true", "-verify-config")
+			cmd.Env = append(withoutLokiVars(os.Environ()), tt.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("loki -verify-config: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// withoutLokiVars drops the variables the config reads, so the "container
+// defaults" case sees the defaults even if the developer's shell sets them.
+func withoutLokiVars(env []string) []string {
+	return slices.DeleteFunc(slices.Clone(env), func(kv string) bool { return strings.HasPrefix(kv, "LOKI_") && !strings.HasPrefix(kv, "LOKI_BIN=") })
+}
+
+// startLoki runs a real Loki with this folder's config, as the test runner
+// does (free port, temporary data directory), listening on the loopback only.
+func startLoki(t *testing.T) *lokiserver.Server {
+	t.Helper()
+	// The config listens on 0.0.0.0 by default, which a container needs and a
+	// test must not do; lokiserver sets LOKI_LISTEN_ADDRESS=127.0.0.1.
+	return e2etest.StartLoki(t, lokiserver.Options{ConfigFile: absPath(t, lokiConfig)})
+}
+
+func TestLokiWithStackConfig(t *testing.T) {
+	srv := startLoki(t)
+
+	t.Run("takes a push and answers a query for it", func(t *testing.T) {
+		now := time.Now()
+		push(t, srv, []stream{{
+			labels: map[string]string{"source": "lambda", "function": "stack-check"},
+			lines:  []string{"hello from the stack test", "second line"},
+		}}, now)
+		got := e2etest.Query(t, srv, `{source="lambda", function="stack-check"}`, now, "")
+		var lines []string
+		for _, l := range got {
+			lines = append(lines, l.Line)
+		}
+		if want := []string{"hello from the stack test", "second line"}; !slices.Equal(lines, want) {
+			t.Fatalf("read back %q, want %q", lines, want)
+		}
+	})
+
+	// The collector sends logs to http://loki:3100/otlp (+ /v1/logs); Loki
+	// must take OTLP there and turn service.name into a label.
+	t.Run("takes OTLP logs where the collector sends them", func(t *testing.T) {
+		collectorURL := otelLokiEndpoint(t)
+		u, err := url.Parse(collectorURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now()
+		body := fmt.Sprintf(`{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"otlp-check"}}]},
+			"scopeLogs":[{"logRecords":[{"timeUnixNano":"%d","body":{"stringValue":"hello over otlp"}}]}]}]}`, now.UnixNano())
+		resp, err := http.Post(srv.URL()+u.Path+"/v1/logs", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("OTLP push answered %d: %s", resp.StatusCode, answer)
+		}
+		got := e2etest.Query(t, srv, `{service_name="otlp-check"}`, now, "")
+		if len(got) != 1 || got[0].Line != "hello over otlp" {
+			t.Fatalf("read back %+v, want the one OTLP line", got)
+		}
+	})
+
+	// compose.yaml's healthcheck runs `loki -health` (the image has no shell).
+	t.Run("compose healthcheck command passes", func(t *testing.T) {
+		hc := composeServices(t)["loki"].Healthcheck.Test
+		if len(hc) < 2 || hc[0] != "CMD" || path.Base(hc[1]) != "loki" {
+			t.Fatalf("loki healthcheck is %q, want [CMD /usr/bin/loki -health ...]", hc)
+		}
+		args := append(slices.Clone(hc[2:]), "-health.url="+srv.URL()+"/ready")
+		out, err := exec.CommandContext(t.Context(), e2etest.LokiBinary(t), args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("loki %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Dashboard queries against the real Loki
+
+// reportLine is a REPORT line as telemetryApi writes it on the platform stream.
+func reportLine(requestID, duration string, memUsed int, extra string) string {
+	return "REPORT RequestId: " + requestID + "\tDuration: " + duration + " ms\tBilled Duration: 3000 ms" +
+		"\tMemory Size: 128 MB\tMax Memory Used: " + strconv.Itoa(memUsed) + " MB" + extra
+}
+
+func TestDashboardQueriesRunOnLoki(t *testing.T) {
+	srv := startLoki(t)
+	fn := map[string]string{"source": "lambda", "function": "dash-fn"}
+	platform := map[string]string{"source": "lambda", "function": "dash-fn", "type": "platform"}
+	first := time.Now()
+	last := push(t, srv, []stream{
+		{labels: fn, lines: []string{
+			"hello",
+			"[ERROR] something broke",
+			"Task timed out: RequestId: r2 Status: timeout Duration: 3000.00 ms",
+		}},
+		{labels: platform, lines: []string{
+			"START RequestId: r1 Version: $LATEST",
+			"END RequestId: r1",
+			// A cold start: the only REPORT with an Init Duration, and a
+			// Billed Duration the duration regexp must not pick.
+			reportLine("r1", "12.34", 60, "\tInit Duration: 100.50 ms"),
+			reportLine("r2", "3000.00", 64, "\tStatus: timeout"),
+		}},
+	}, first)
+
+	// What each query must give for dash-fn with everything above in one
+	// window. A dashboard query without an entry here fails the test, so a
+	// new panel gets checked too.
+	want := map[string]float64{
+		"Log lines per function/A":   7,
+		"Errors per function/A":      2, // the ERROR line and the timeout; not the REPORT with Status: timeout
+		"Duration (REPORT)/A":        3000,
+		"Duration (REPORT)/B":        (12.34 + 3000) / 2,
+		"Max memory used (REPORT)/A": 64,
+		"Max memory used (REPORT)/B": 128,
+		"Cold starts/A":              1,
+		"Logs/A":                     7, // lines, not a metric
+	}
+
+	d := loadDashboard(t)
+	seen := map[string]bool{}
+	for _, q := range d.queries() {
+		key := q.panel + "/" + q.refID
+		seen[key] = true
+		t.Run(key, func(t *testing.T) {
+			logql := substituteVariables(q.expr)
+			expected, ok := want[key]
+			if !ok {
+				t.Fatalf("no expected value for %q (%s): add one to the test", key, logql)
+			}
+			// One evaluation just after the last line, so a 1m window holds
+			// every line and the expected values do not depend on the step.
+			at := last.Add(time.Second)
+			if strings.HasPrefix(strings.TrimSpace(logql), "{") {
+				lines, err := srv.Query(t.Context(), lokiserver.Query{LogQL: logql, Start: first.Add(-time.Minute), End: at})
+				checkQueryErr(t, logql, err)
+				if float64(len(lines)) != expected {
+					t.Fatalf("%s returned %d lines, want %v", logql, len(lines), expected)
+				}
+				return
+			}
+			samples, err := srv.QueryMetric(t.Context(), logql, at, at, time.Minute, "")
+			checkQueryErr(t, logql, err)
+			var got []float64
+			for _, s := range samples {
+				if s.Labels["function"] == "dash-fn" {
+					got = append(got, s.Value)
+				}
+			}
+			if len(got) != 1 || math.Abs(got[0]-expected) > 1e-6 {
+				t.Fatalf("%s gave %v for dash-fn (all samples %+v), want [%v]", logql, got, samples, expected)
+			}
+		})
+	}
+	for key := range want {
+		if !seen[key] {
+			t.Errorf("expected a dashboard query %q; it is gone from %s", key, dashboardFile)
+		}
+	}
+
+	// The function variable lists label_values(<stream>, function).
+	t.Run("function variable", func(t *testing.T) {
+		v := d.variable(t, "function")
+		var q struct{ Label, Stream string }
+		if err := json.Unmarshal(v.Query, &q); err != nil || q.Label == "" || q.Stream == "" {
+			t.Fatalf("function variable query %s: want {label, stream} (err %v)", v.Query, err)
+		}
+		params := url.Values{"query": {q.Stream}, "start": {strconv.FormatInt(first.Add(-time.Minute).UnixNano(), 10)},
+			"end": {strconv.FormatInt(last.Add(time.Minute).UnixNano(), 10)}}
+		var body struct{ Data []string }
+		getJSON(t, srv.URL()+"/loki/api/v1/label/"+url.PathEscape(q.Label)+"/values?"+params.Encode(), &body)
+		if !slices.Contains(body.Data, "dash-fn") {
+			t.Fatalf("label values of %s for %s: %q, want dash-fn among them", q.Label, q.Stream, body.Data)
+		}
+	})
+}
+
+// substituteVariables replaces Grafana's variables with values Loki accepts,
+// the way Grafana would for "All" and an empty search box.
+func substituteVariables(expr string) string {
+	return strings.NewReplacer(
+		"$function", ".+",
+		"$__interval", "1m", "$__auto", "1m", "$__range", "1m",
+		"$search", "",
+	).Replace(expr)
+}
+
+func checkQueryErr(t *testing.T, logql string, err error) {
+	t.Helper()
+	if lokiserver.IsBadQuery(err) {
+		t.Fatalf("Loki refused the query as invalid: %s\n%v", logql, err)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", logql, err)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Grafana provisioning and dashboard JSON
+
+type dsRef struct {
+	Type string `json:"type"`
+	UID  string `json:"uid"`
+}
+
+type dashboard struct {
+	UID           string `json:"uid"`
+	Title         string `json:"title"`
+	SchemaVersion int    `json:"schemaVersion"`
+	Templating    struct {
+		List []templateVar `json:"list"`
+	} `json:"templating"`
+	Panels []panel `json:"panels"`
+}
+
+// templateVar is a dashboard variable; Query is a string or, for the Loki
+// variable editor, an object.
+type templateVar struct {
+	Name       string          `json:"name"`
+	Type       string          `json:"type"`
+	Datasource *dsRef          `json:"datasource"`
+	Query      json.RawMessage `json:"query"`
+}
+
+type panel struct {
+	ID         int    `json:"id"`
+	Type       string `json:"type"`
+	Title      string `json:"title"`
+	Datasource *dsRef `json:"datasource"`
+	GridPos    *struct {
+		H int `json:"h"`
+		W int `json:"w"`
+		X int `json:"x"`
+		Y int `json:"y"`
+	} `json:"gridPos"`
+	Targets []struct {
+		RefID      string `json:"refId"`
+		Datasource *dsRef `json:"datasource"`
+		Expr       string `json:"expr"`
+	} `json:"targets"`
+}
+
+type dashboardQuery struct{ panel, refID, expr string }
+
+func (d *dashboard) queries() []dashboardQuery {
+	var out []dashboardQuery
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, dashboardQuery{p.Title, tg.RefID, tg.Expr})
+		}
+	}
+	return out
+}
+
+func (d *dashboard) variable(t *testing.T, name string) templateVar {
+	t.Helper()
+	for _, v := range d.Templating.List {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("dashboard has no %q variable", name)
+	return templateVar{}
+}
+
+func loadDashboard(t *testing.T) *dashboard {
+	t.Helper()
+	data, err := os.ReadFile(dashboardFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d dashboard
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("%s: %v", dashboardFile, err)
+	}
+	return &d
+}
+
+type datasourceFile struct {
+	APIVersion  int `yaml:"apiVersion"`
+	Datasources []struct {
+		Name string `yaml:"name"`
+		Type string `yaml:"type"`
+		UID  string `yaml:"uid"`
+		URL  string `yaml:"url"`
+	} `yaml:"datasources"`
+}
+
+// provisionedLokiUID is the uid of the Loki data source Grafana provisions.
+func provisionedLokiUID(t *testing.T) string {
+	t.Helper()
+	var f datasourceFile
+	readYAML(t, datasourcesFile, &f)
+	for _, ds := range f.Datasources {
+		if ds.Type == "loki" {
+			return ds.UID
+		}
+	}
+	t.Fatalf("%s provisions no loki data source", datasourcesFile)
+	return ""
+}
+
+func TestDatasourceProvisioning(t *testing.T) {
+	var f datasourceFile
+	readYAML(t, datasourcesFile, &f)
+	if f.APIVersion != 1 {
+		t.Errorf("apiVersion %d, want 1", f.APIVersion)
+	}
+	services := composeServices(t)
+	for _, ds := range f.Datasources {
+		if ds.Name == "" || ds.Type == "" || ds.UID == "" {
+			t.Errorf("data source %+v needs a name, type and a fixed uid", ds)
+		}
+		checkServiceURL(t, datasourcesFile, ds.URL, services)
+	}
+	if uid := provisionedLokiUID(t); uid != "loki" {
+		t.Errorf("Loki data source uid %q, want loki (README and dashboard use it)", uid)
+	}
+}
+
+func TestDashboardJSON(t *testing.T) {
+	d := loadDashboard(t)
+	uid := provisionedLokiUID(t)
+	if d.UID == "" || d.Title == "" || d.SchemaVersion <= 0 {
+		t.Fatalf("dashboard needs uid, title and schemaVersion: got %q, %q, %d", d.UID, d.Title, d.SchemaVersion)
+	}
+	if len(d.Panels) == 0 {
+		t.Fatal("dashboard has no panels")
+	}
+	for _, v := range d.Templating.List {
+		if v.Type == "query" && (v.Datasource == nil || v.Datasource.UID != uid) {
+			t.Errorf("variable %q: datasource %+v, want uid %q", v.Name, v.Datasource, uid)
+		}
+	}
+	d.variable(t, "function")
+
+	ids := map[int]bool{}
+	type cell struct{ x, y int }
+	used := map[cell]string{}
+	for _, p := range d.Panels {
+		t.Run(p.Title, func(t *testing.T) {
+			if p.Type == "" || p.Title == "" {
+				t.Errorf("panel %d needs a type and a title", p.ID)
+			}
+			if ids[p.ID] {
+				t.Errorf("panel id %d used twice", p.ID)
+			}
+			ids[p.ID] = true
+			if p.Datasource == nil || p.Datasource.UID != uid || p.Datasource.Type != "loki" {
+				t.Errorf("datasource %+v, want {loki %s}", p.Datasource, uid)
+			}
+			g := p.GridPos
+			if g == nil || g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > 24 {
+				t.Fatalf("gridPos %+v: want w, h > 0 inside Grafana's 24 columns", g)
+			}
+			for x := g.X; x < g.X+g.W; x++ {
+				for y := g.Y; y < g.Y+g.H; y++ {
+					if other, ok := used[cell{x, y}]; ok {
+						t.Fatalf("overlaps panel %q at column %d, row %d", other, x, y)
+					}
+					used[cell{x, y}] = p.Title
+				}
+			}
+			if len(p.Targets) == 0 {
+				t.Error("panel has no queries")
+			}
+			for _, tg := range p.Targets {
+				if strings.TrimSpace(tg.Expr) == "" || tg.RefID == "" {
+					t.Errorf("target %+v needs a refId and an expr", tg)
+				}
+				if tg.Datasource != nil && tg.Datasource.UID != uid {
+					t.Errorf("target %s: datasource uid %q, want %q", tg.RefID, tg.Datasource.UID, uid)
+				}
+			}
+		})
+	}
+}
+
+func TestDashboardProvider(t *testing.T) {
+	var f struct {
+		APIVersion int `yaml:"apiVersion"`
+		Providers  []struct {
+			Name    string `yaml:"name"`
+			Type    string `yaml:"type"`
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	readYAML(t, dashboardProvider, &f)
+	if f.APIVersion != 1 || len(f.Providers) != 1 {
+		t.Fatalf("want apiVersion 1 and one provider, got %+v", f)
+	}
+	p := f.Providers[0]
+	if p.Type != "file" {
+		t.Errorf("provider type %q, want file", p.Type)
+	}
+	// The provider reads the container path where compose mounts our folder.
+	if src := bindSourceOf(t, "grafana", p.Options.Path); filepath.Clean(src) != filepath.Dir(dashboardFile) {
+		t.Errorf("provider path %s is mounted from %q, want ./%s", p.Options.Path, src, filepath.Dir(dashboardFile))
+	}
+	if src := bindSourceOf(t, "grafana", "/etc/grafana/provisioning"); filepath.Clean(src) != "grafana/provisioning" {
+		t.Errorf("/etc/grafana/provisioning is mounted from %q, want ./grafana/provisioning", src)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// compose.yaml
+
+type service struct {
+	Image       string   `yaml:"image"`
+	Command     []string `yaml:"command"`
+	Ports       []string `yaml:"ports"`
+	Volumes     []string `yaml:"volumes"`
+	Healthcheck struct {
+		Test []string `yaml:"test"`
+	} `yaml:"healthcheck"`
+	DependsOn map[string]struct {
+		Condition string `yaml:"condition"`
+	} `yaml:"depends_on"`
+}
+
+type compose struct {
+	Name     string              `yaml:"name"`
+	Services map[string]service  `yaml:"services"`
+	Volumes  map[string]struct{} `yaml:"volumes"`
+}
+
+func loadCompose(t *testing.T) compose {
+	t.Helper()
+	var c compose
+	readYAML(t, composeFile, &c)
+	return c
+}
+
+func composeServices(t *testing.T) map[string]service { t.Helper(); return loadCompose(t).Services }
+
+func TestComposeFile(t *testing.T) {
+	c := loadCompose(t)
+
+	t.Run("images are pinned", func(t *testing.T) {
+		// The stack the article had, with Alloy in Promtail's place.
+		want := map[string]string{
+			"grafana/loki":                         strings.TrimPrefix(lokibin.Version, "v"), // the Loki the tests run
+			"grafana/grafana":                      "12.",
+			"prom/prometheus":                      "v3.",
+			"otel/opentelemetry-collector-contrib": "0.1",
+			"grafana/alloy":                        "v1.",
+		}
+		found := map[string]bool{}
+		for name, s := range c.Services {
+			repo, tag, ok := strings.Cut(s.Image, ":")
+			if !ok || !regexp.MustCompile(`^v?\d+\.\d+\.\d+$`).MatchString(tag) {
+				t.Errorf("%s: image %q is not pinned to an exact release", name, s.Image)
+			}
+			if strings.Contains(repo, "promtail") {
+				t.Errorf("%s: Promtail reached end of life on 2 March 2026; use Alloy", name)
+			}
+			if prefix, ok := want[repo]; ok {
+				found[repo] = true
+				if !strings.HasPrefix(tag, prefix) {
+					t.Errorf("%s: %s, want a %s:%s* tag", name, s.Image, repo, prefix)
+				}
+			}
+		}
+		for repo := range want {
+			if !found[repo] {
+				t.Errorf("no service runs %s", repo)
+			}
+		}
+	})
+
+	t.Run("ports bound to the loopback only", func(t *testing.T) {
+		for name, s := range c.Services {
+			for _, p := range s.Ports {
+				if !strings.HasPrefix(p, "127.0.0.1:") {
+					t.Errorf("%s: port %q is published on every interface; bind it to 127.0.0.1", name, p)
+				}
+			}
+		}
+	})
+
+	t.Run("mounts exist", func(t *testing.T) {
+		for name, s := range c.Services {
+			for _, v := range s.Volumes {
+				src, _, _ := strings.Cut(v, ":")
+				switch {
+				case strings.HasPrefix(src, "./"):
+					if _, err := os.Stat(src); err != nil {
+						t.Errorf("%s: bind mount %q: %v", name, v, err)
+					}
+				case strings.HasPrefix(src, "/"):
+					t.Errorf("%s: %q mounts a host path outside this folder", name, v)
+				default:
+					if _, ok := c.Volumes[src]; !ok {
+						t.Errorf("%s: named volume %q is not declared under volumes:", name, src)
+					}
+				}
+			}
+		}
+	})
+
+	// A config file named on a command line must be one that compose mounts.
+	t.Run("commands read mounted files", func(t *testing.T) {
+		configArg := regexp.MustCompile(`^(?:-{1,2}[\w.-]+=)?(/[\w./-]+\.(?:ya?ml|alloy))$`)
+		for name, s := range c.Services {
+			for _, arg := range s.Command {
+				if m := configArg.FindStringSubmatch(arg); m != nil {
+					bindSourceOf(t, name, m[1])
+				}
+			}
+		}
+		if !slices.Contains(c.Services["loki"].Command, "-config.expand-env=true") {
+			t.Error("loki must run with -config.expand-env=true: its config uses ${VAR:-default}")
+		}
+		if src := bindSourceOf(t, "loki", "/etc/loki/config.yaml"); filepath.Clean(src) != lokiConfig {
+			t.Errorf("loki reads %s, want ./%s (the config the tests verify)", src, lokiConfig)
+		}
+	})
+
+	t.Run("depends_on names services", func(t *testing.T) {
+		for name, s := range c.Services {
+			for dep := range s.DependsOn {
+				if _, ok := c.Services[dep]; !ok {
+					t.Errorf("%s depends on unknown service %q", name, dep)
+				}
+			}
+		}
+	})
+
+	t.Run("docker compose config", func(t *testing.T) {
+		if err := exec.Command("docker", "compose", "version").Run(); err != nil {
+			t.Skip("docker compose plugin not installed here; the checks above stand in for it")
+		}
+		out, err := exec.CommandContext(t.Context(), "docker", "compose", "-f", composeFile, "config", "-q").CombinedOutput()
+		if err != nil {
+			t.Fatalf("docker compose config: %v\n%s", err, out)
+		}
+	})
+}
+
+// bindSourceOf returns the ./ source that compose mounts at target (or at a
+// directory above it) in service svc, failing the test if there is none.
+func bindSourceOf(t *testing.T, svc, target string) string {
+	t.Helper()
+	s, ok := composeServices(t)[svc]
+	if !ok {
+		t.Fatalf("compose has no service %q", svc)
+	}
+	for _, v := range s.Volumes {
+		parts := strings.Split(v, ":")
+		if len(parts) < 2 || !strings.HasPrefix(parts[0], "./") {
+			continue
+		}
+		dst := path.Clean(parts[1])
+		if rel, ok := strings.CutPrefix(path.Clean(target), dst); ok && (rel == "" || strings.HasPrefix(rel, "/")) {
+			src := path.Join(parts[0], rel)
+			if _, err := os.Stat(src); err != nil {
+				t.Errorf("%s reads %s, mounted from %s: %v", svc, target, src, err)
+			}
+			return src
+		}
+	}
+	t.Errorf("%s reads %s, but compose mounts nothing from this folder there", svc, target)
+	return ""
+}
+
+// ---------------------------------------------------------------------------
+// Prometheus, collector and Alloy configs
+
+// checkServiceURL fails if raw does not name a compose service (or the
+// container itself) as its host, since only those resolve inside the stack.
+func checkServiceURL(t *testing.T, file, raw string, services map[string]service) {
+	t.Helper()
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Hostname() == "" {
+		t.Errorf("%s: %q is not a URL or host:port", file, raw)
+		return
+	}
+	if _, ok := services[u.Hostname()]; !ok && u.Hostname() != "localhost" {
+		t.Errorf("%s: %q names host %q, which is no compose service", file, raw, u.Hostname())
+	}
+}
+
+func TestPrometheusConfig(t *testing.T) {
+	var f struct {
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string `yaml:"targets"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	readYAML(t, prometheusConfig, &f)
+	bindSourceOf(t, "prometheus", "/etc/prometheus/prometheus.yml")
+	services := composeServices(t)
+	jobs := map[string]bool{}
+	for _, sc := range f.ScrapeConfigs {
+		if sc.JobName == "" || jobs[sc.JobName] {
+			t.Errorf("scrape config needs a unique job_name, got %q", sc.JobName)
+		}
+		jobs[sc.JobName] = true
+		for _, st := range sc.StaticConfigs {
+			for _, target := range st.Targets {
+				checkServiceURL(t, prometheusConfig, target, services)
+			}
+		}
+	}
+	if !jobs["loki"] {
+		t.Error("Prometheus should scrape Loki (rejected pushes show in its metrics)")
+	}
+	if !slices.Contains(services["prometheus"].Command, "--web.enable-otlp-receiver") {
+		t.Error("the collector pushes OTLP metrics to Prometheus: it needs --web.enable-otlp-receiver")
+	}
+}
+
+type otelFile struct {
+	Receivers  map[string]yaml.Node `yaml:"receivers"`
+	Processors map[string]yaml.Node `yaml:"processors"`
+	Exporters  map[string]struct {
+		Endpoint string `yaml:"endpoint"`
+	} `yaml:"exporters"`
+	Service struct {
+		Pipelines map[string]struct {
+			Receivers  []string `yaml:"receivers"`
+			Processors []string `yaml:"processors"`
+			Exporters  []string `yaml:"exporters"`
+		} `yaml:"pipelines"`
+	} `yaml:"service"`
+}
+
+// otelLokiEndpoint is the endpoint of the collector's exporter to Loki.
+func otelLokiEndpoint(t *testing.T) string {
+	t.Helper()
+	var f otelFile
+	readYAML(t, otelConfig, &f)
+	for name, e := range f.Exporters {
+		if strings.HasSuffix(name, "/loki") {
+			return e.Endpoint
+		}
+	}
+	t.Fatalf("%s has no exporter named */loki", otelConfig)
+	return ""
+}
+
+func TestOTelCollectorConfig(t *testing.T) {
+	var f otelFile
+	readYAML(t, otelConfig, &f)
+	bindSourceOf(t, "otel-collector", "/etc/otelcol-contrib/config.yaml")
+	services := composeServices(t)
+	if len(f.Service.Pipelines) == 0 {
+		t.Fatal("no pipelines")
+	}
+	for name, p := range f.Service.Pipelines {
+		if len(p.Receivers) == 0 || len(p.Exporters) == 0 {
+			t.Errorf("pipeline %s needs receivers and exporters", name)
+		}
+		check := func(kind string, ids []string, defined func(string) bool) {
+			for _, id := range ids {
+				if !defined(id) {
+					t.Errorf("pipeline %s uses %s %q, which is not defined", name, kind, id)
+				}
+			}
+		}
+		check("receiver", p.Receivers, func(id string) bool { _, ok := f.Receivers[id]; return ok })
+		check("processor", p.Processors, func(id string) bool { _, ok := f.Processors[id]; return ok })
+		check("exporter", p.Exporters, func(id string) bool { _, ok := f.Exporters[id]; return ok })
+	}
+	for name, e := range f.Exporters {
+		// The loki exporter left the contrib distribution; otlphttp is the
+		// deprecated alias of otlp_http.
+		if typ, _, _ := strings.Cut(name, "/"); typ == "loki" || typ == "otlphttp" {
+			t.Errorf("exporter %s: use otlp_http (Loki 3 takes OTLP at /otlp)", name)
+		}
+		if e.Endpoint != "" {
+			checkServiceURL(t, otelConfig, e.Endpoint, services)
+		}
+	}
+	if u, err := url.Parse(otelLokiEndpoint(t)); err != nil || u.Path != "/otlp" {
+		t.Errorf("Loki exporter endpoint %q: want http://loki:3100/otlp", otelLokiEndpoint(t))
+	}
+}
+
+// The Alloy syntax has no parser in this module's dependencies, so this reads
+// the few things that can go wrong between files: block references, the URL
+// and the tailed path.
+func TestAlloyConfig(t *testing.T) {
+	data, err := os.ReadFile(alloyConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := stripAlloyComments(string(data))
+	if err := balanced(src); err != nil {
+		t.Fatalf("%s: %v", alloyConfig, err)
+	}
+	blocks := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\s*([a-z_]+(?:\.[a-z_]+)+)\s+"([\w-]+)"\s*\{`).FindAllStringSubmatch(src, -1) {
+		blocks[m[1]+"."+m[2]] = true
+	}
+	if !blocks["loki.write.local"] {
+		t.Fatalf("%s: no loki.write \"local\" block (found %v)", alloyConfig, blocks)
+	}
+	// References look like loki.write.local.receiver: a block plus an export.
+	for _, m := range regexp.MustCompile(`=\s*\[?\s*((?:local|loki|otelcol|discovery)\.[\w.]+)\.(receiver|targets|input)\b`).FindAllStringSubmatch(src, -1) {
+		if !blocks[m[1]] {
+			t.Errorf("%s refers to %s.%s, but no such block is defined", alloyConfig, m[1], m[2])
+		}
+	}
+	services := composeServices(t)
+	for _, m := range regexp.MustCompile(`url\s*=\s*"([^"]+)"`).FindAllStringSubmatch(src, -1) {
+		checkServiceURL(t, alloyConfig, m[1], services)
+	}
+	for _, m := range regexp.MustCompile(`"__path__"\s*=\s*"([^"]+)"`).FindAllStringSubmatch(src, -1) {
+		bindSourceOf(t, "alloy", path.Dir(m[1]))
+	}
+	bindSourceOf(t, "alloy", "/etc/alloy/config.alloy")
+}
+
+func stripAlloyComments(s string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if i := strings.Index(line, "//"); i >= 0 && !strings.Contains(line[:i], `"`) {
+			line = line[:i] + "\n"
+		}
+		b.WriteString(line)
+	}
+	return b.String()
+}
+
+// balanced checks that braces and brackets pair up outside string literals.
+func balanced(s string) error {
+	var stack []rune
+	inString := false
+	for i, r := range s {
+		switch {
+		case inString:
+			if r == '"' && (i == 0 || s[i-1] != '\\') {
+				inString = false
+			}
+		case r == '"':
+			inString = true
+		case r == '{' || r == '[' || r == '(':
+			stack = append(stack, r)
+		case r == '}' || r == ']' || r == ')':
+			open := map[rune]rune{'}': '{', ']': '[', ')': '('}[r]
+			if len(stack) == 0 || stack[len(stack)-1] != open {
+				return fmt.Errorf("unbalanced %q at byte %d", r, i)
+			}
+			stack = stack[:len(stack)-1]
+		}
+	}
+	if inString || len(stack) > 0 {
+		return fmt.Errorf("unclosed %q", stack)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+type stream struct {
+	labels map[string]string
+	lines  []string
+}
+
+// push sends the streams to Loki in its v1 JSON format, one nanosecond apart
+// from start, and returns the last timestamp used. Reading back is what shows
+// a push worked (shared/loki-push.md: a wrong body can get 204 and be
+// dropped).
+func push(t *testing.T, srv *lokiserver.Server, streams []stream, start time.Time) time.Time {
+	t.Helper()
+	type v1Stream struct {
+		Stream map[string]string `json:"stream"`
+		Values [][2]string       `json:"values"`
+	}
+	var body struct {
+		Streams []v1Stream `json:"streams"`
+	}
+	ts := start
+	for _, s := range streams {
+		v := v1Stream{Stream: s.labels}
+		for _, l := range s.lines {
+			ts = ts.Add(time.Millisecond)
+			v.Values = append(v.Values, [2]string{strconv.FormatInt(ts.UnixNano(), 10), l})
+		}
+		body.Streams = append(body.Streams, v)
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(srv.URL()+"/loki/api/v1/push", "application/json", bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		answer, _ := io.ReadAll(resp.Body)
+		t.Fatalf("push answered %d: %s", resp.StatusCode, answer)
+	}
+	return ts
+}
+
+func getJSON(t *testing.T, rawURL string, v any) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, rawURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s answered %d: %s", rawURL, resp.StatusCode, data)
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+}
+
+// readYAML decodes a file of this folder into v; keys v does not list are
+// ignored, since each test reads only what it checks.
+func readYAML(t *testing.T, file string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, v); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+}
+
+func absPath(t *testing.T, rel string) string {
+	t.Helper()
+	p, err := filepath.Abs(rel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
