@@ -10,21 +10,39 @@ import (
 
 // flusher pushes in the background, for the flush strategies that do not
 // push between runtimeDone and /next: periodic, adaptive while invocations
-// come quickly, and Managed Instances (no INVOKE events at all there). A
-// push cut off by a freeze fails on its timeout after the thaw and its lines
-// are requeued and sent again; Loki ignores exact duplicates.
+// come quickly, and Managed Instances (no INVOKE events at all there).
+//
+// In every mode it also pushes as soon as a full request's worth of lines
+// (LOKI_MAX_REQUEST_BYTES) is queued, while the function runs: waiting for
+// runtimeDone would only add that push to the billed time after it, and an
+// invocation that logs more than QUEUE_MAX_BYTES would lose its oldest lines
+// to the queue's bound with Loki perfectly healthy. The push before /next
+// then only has the rest to send.
+//
+// A push cut off by a freeze fails on its timeout after the thaw and its
+// lines go back to the front of the queue. A thaw always comes with work
+// for this loop (the INVOKE that thawed the sandbox kicks it, or the tick
+// missed while frozen fires at once, or SHUTDOWN drains), so they are sent
+// again right after the thaw. Loki ignores exact duplicates, so a push that
+// reached Loki before the freeze costs nothing twice.
 type flusher struct {
 	x        *extension
 	mode     config.FlushMode
 	managed  bool
 	interval time.Duration
 
-	kickc  chan struct{}
-	cancel context.CancelFunc
-	done   chan struct{}
+	kickc   chan struct{}
+	backlog <-chan struct{} // a full request's worth is queued
+	cancel  context.CancelFunc
+	done    chan struct{}
 
 	mu         sync.Mutex
 	lastInvoke time.Time
+	// unawaited is the last invocation whose /next came before its
+	// runtimeDone (adaptive mode, pushing in the background): its last
+	// lines may arrive only after the thaw. awaited is what the next
+	// background push waits for first.
+	unawaited, awaited string
 }
 
 func newFlusher(x *extension) *flusher {
@@ -32,17 +50,15 @@ func newFlusher(x *extension) *flusher {
 	if f.managed && f.mode != config.FlushPeriodic {
 		f.interval = config.DefaultManagedFlushInterval
 	}
+	f.backlog = x.queue.NotifyBacklog(x.cfg.Loki.MaxRequestBytes)
 	return f
 }
 
 // timed reports whether the flusher pushes on a timer.
 func (f *flusher) timed() bool { return f.managed || f.mode == config.FlushPeriodic }
 
-// start runs the background loop for the strategies that need one.
+// start runs the background loop.
 func (f *flusher) start(ctx context.Context) {
-	if !f.timed() && f.mode != config.FlushAdaptive {
-		return
-	}
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.done = make(chan struct{})
 	go f.loop(ctx)
@@ -64,7 +80,28 @@ func (f *flusher) inBackground() bool {
 	now := time.Now()
 	busy := !f.lastInvoke.IsZero() && now.Sub(f.lastInvoke) < f.interval
 	f.lastInvoke = now
-	return busy
+	if !busy {
+		// This invocation waits for its own runtimeDone and pushes before
+		// /next; that push takes the previous invocation's lines too.
+		f.unawaited, f.awaited = "", ""
+		return false
+	}
+	// The previous invocation called /next at once: its last batch, with its
+	// runtimeDone, is delivered after the thaw, that is now. The background
+	// push waits for it, so that the previous invocation is pushed whole
+	// during this one. The lifecycle set lastRequestID to this invocation's.
+	f.awaited, f.unawaited = f.unawaited, f.x.lastRequestID
+	return true
+}
+
+// takeAwaited returns, once, the request whose runtimeDone the background
+// push should wait for.
+func (f *flusher) takeAwaited() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id := f.awaited
+	f.awaited = ""
+	return id
 }
 
 // kick asks the background loop to push now; it never blocks.
@@ -92,15 +129,48 @@ func (f *flusher) loop(ctx context.Context) {
 		defer t.Stop()
 		tick = t.C
 	}
+	// After a push that could not deliver, a backlog waits this long before
+	// it is tried again: while Loki is away every Put would otherwise start
+	// another doomed push. Kicks and ticks still push at once.
+	const backlogRetry = time.Second
+	var backlogPausedUntil time.Time
 	for {
+		kicked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick:
 		case <-f.kickc:
+			kicked = true
+		case <-f.backlog:
+			if time.Now().Before(backlogPausedUntil) {
+				continue
+			}
+		}
+		if kicked && f.x.telemetry {
+			if id := f.takeAwaited(); id != "" {
+				f.awaitRuntimeDone(ctx, id)
+			}
 		}
 		flushCtx, cancel := context.WithTimeout(ctx, f.x.cfg.FlushTimeout)
-		f.x.report("background", f.x.dispatcher.Flush(flushCtx, false))
+		rep := f.x.dispatcher.Flush(flushCtx, false)
 		cancel()
+		f.x.report("background", rep)
+		if rep.Requeued > 0 {
+			backlogPausedUntil = time.Now().Add(backlogRetry)
+		}
+	}
+}
+
+// awaitRuntimeDone waits, at most one flush budget, for the runtimeDone of
+// an invocation that was not awaited before its /next: when it comes, every
+// line of that invocation is queued. Past the budget (the sandbox was frozen
+// meanwhile, or the event was lost) the push goes ahead with what is queued;
+// the rest follows in a later window.
+func (f *flusher) awaitRuntimeDone(ctx context.Context, requestID string) {
+	ctx, cancel := context.WithTimeout(ctx, f.x.cfg.FlushTimeout)
+	defer cancel()
+	if _, err := f.x.listener.WaitRuntimeDone(ctx, requestID); err != nil {
+		f.x.log.WithError(err).Debug("pushing in the background without the previous invocation's runtimeDone")
 	}
 }

@@ -326,7 +326,12 @@ func (c *Client) rejectionError(status int, msg string) error {
 	return fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.redacted, status, msg)
 }
 
-var totalIgnored = regexp.MustCompile(`total ignored: (\d+) out of (\d+)`)
+// totalIgnored is compiled on first use, not at start: compiling costs about
+// half a millisecond of the extension's init, which is billed and delays the
+// function's cold start, for a pattern only a 400 answer needs.
+var totalIgnored = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`total ignored: (\d+) out of (\d+)`)
+})
 
 // rejectedCount reads how many entries of a 400 Loki refused: it stores the
 // valid entries of a push and says "total ignored: N out of M" per stream.
@@ -334,7 +339,7 @@ func rejectedCount(status int, msg string, n int) int {
 	if status != http.StatusBadRequest {
 		return n
 	}
-	matches := totalIgnored.FindAllStringSubmatch(msg, -1)
+	matches := totalIgnored().FindAllStringSubmatch(msg, -1)
 	if len(matches) == 0 {
 		return n
 	}

@@ -2,7 +2,7 @@ package telemetryApi
 
 import (
 	"context"
-	"sync"
+	"fmt"
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/loki"
@@ -13,15 +13,23 @@ type Pusher interface {
 	Push(ctx context.Context, entries []loki.Entry) loki.Result
 }
 
-// takeSize is how many entries one push takes from the queue; the Loki
-// client splits them further into requests of a bounded size.
-const takeSize = 10_000
+// takeSize and takeBytes bound what one push takes from the queue: about
+// one request of Loki's recommended size (the Loki client splits further if
+// its own limit is smaller). Taking more would not make fewer requests, and
+// while Loki is slow or away the entries taken are held twice over: outside
+// the queue's bound, and again by the queue refilling behind them.
+const (
+	takeSize  = 10_000
+	takeBytes = 1 << 20
+)
 
 // Dispatcher moves queued entries to a Pusher when the lifecycle says so.
 // What a flush could not deliver goes back to the front of the queue for the
 // next window.
 type Dispatcher struct {
-	mu       sync.Mutex // one flush at a time: the Pusher is not concurrent
+	// turn admits one flush at a time (the Pusher is not concurrent); unlike
+	// a mutex, waiting for it ends with the caller's context.
+	turn     chan struct{}
 	queue    *Queue
 	pusher   Pusher
 	minBatch int
@@ -30,7 +38,7 @@ type Dispatcher struct {
 // NewDispatcher returns a dispatcher that flushes q to p once at least
 // minBatch entries are queued (or always, when forced).
 func NewDispatcher(q *Queue, p Pusher, minBatch int) *Dispatcher {
-	return &Dispatcher{queue: q, pusher: p, minBatch: max(minBatch, 1)}
+	return &Dispatcher{turn: make(chan struct{}, 1), queue: q, pusher: p, minBatch: max(minBatch, 1)}
 }
 
 // FlushReport says what one flush did, for one log line per window.
@@ -54,17 +62,25 @@ type FlushReport struct {
 
 // Flush pushes queued entries until the queue is empty or ctx ends. Unless
 // force is set, it does nothing while fewer than the minimum batch size are
-// queued. It returns what happened; it does not log.
+// queued. A flush already running (a background one) is waited for, but
+// only while ctx lasts: the caller's budget bounds the wait too. It returns
+// what happened; it does not log.
 func (d *Dispatcher) Flush(ctx context.Context, force bool) FlushReport {
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	start := time.Now()
 	var rep FlushReport
+	if !d.takeTurn(ctx) {
+		// The entries stay queued for the next window.
+		rep.Err = fmt.Errorf("waiting for the push in progress: %w", ctx.Err())
+		rep.Remaining = d.queue.Len()
+		rep.Took = time.Since(start)
+		return rep
+	}
+	defer func() { <-d.turn }()
 	if !force && d.queue.Len() < d.minBatch {
 		rep.Skipped = true
 	}
 	for !rep.Skipped && ctx.Err() == nil {
-		batch := d.queue.Take(takeSize)
+		batch := d.queue.TakeUpTo(takeSize, takeBytes)
 		if len(batch) == 0 {
 			break
 		}
@@ -87,4 +103,21 @@ func (d *Dispatcher) Flush(ctx context.Context, force bool) FlushReport {
 	rep.Remaining = d.queue.Len()
 	rep.Took = time.Since(start)
 	return rep
+}
+
+// takeTurn waits for the flush in progress, if any, to end; false when ctx
+// ended first. A free turn is taken even with ctx already over, so that the
+// flush still reports what the queue dropped.
+func (d *Dispatcher) takeTurn(ctx context.Context) bool {
+	select {
+	case d.turn <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case d.turn <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -1,6 +1,7 @@
 package telemetryApi
 
 import (
+	"math"
 	"sync"
 
 	"github.com/golang-collections/go-datastructures/queue"
@@ -27,6 +28,11 @@ type Queue struct {
 
 	dropped      int // since the last TakeDropped
 	droppedBytes int
+
+	// backlog, when set by NotifyBacklog, is signalled by Put whenever at
+	// least backlogBytes are queued.
+	backlog      chan struct{}
+	backlogBytes int
 }
 
 // NewQueue returns an empty queue bounded by maxEntries and maxBytes.
@@ -48,6 +54,24 @@ func (q *Queue) Put(entries []loki.Entry) {
 	q.entries += len(entries)
 	q.bytes += n
 	q.enforceBounds()
+	if q.backlog != nil && q.bytes >= q.backlogBytes {
+		select {
+		case q.backlog <- struct{}{}:
+		default: // a signal is already pending
+		}
+	}
+}
+
+// NotifyBacklog returns a channel that receives a value (without blocking
+// Put; signals do not pile up) each time Put leaves at least bytes queued,
+// so that a full request's worth can be pushed without waiting for the end
+// of the invocation. Call it once, before the queue is used.
+func (q *Queue) NotifyBacklog(bytes int) <-chan struct{} {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.backlog = make(chan struct{}, 1)
+	q.backlogBytes = bytes
+	return q.backlog
 }
 
 // Requeue puts entries back at the front, as the oldest: they are what a
@@ -68,22 +92,45 @@ func (q *Queue) Requeue(entries []loki.Entry) {
 
 // Take removes and returns up to max of the oldest entries; it never blocks.
 func (q *Queue) Take(max int) []loki.Entry {
+	return q.TakeUpTo(max, math.MaxInt)
+}
+
+// TakeUpTo removes and returns the oldest entries, up to maxEntries of them
+// and as many as fit in maxBytes (as Entry.Size counts), but at least one
+// when the queue is not empty; it never blocks. Bounding the bytes bounds
+// what a push holds outside the queue while Loki is slow or away.
+func (q *Queue) TakeUpTo(maxEntries, maxBytes int) []loki.Entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.entries == 0 || max <= 0 {
+	if q.entries == 0 || maxEntries <= 0 {
 		return nil
 	}
-	out := make([]loki.Entry, 0, min(max, q.entries))
-	for len(out) < max {
+	out := make([]loki.Entry, 0, min(maxEntries, q.entries))
+	size := 0
+	for len(out) < maxEntries {
 		if len(q.head) == 0 && !q.popBatchIntoHead() {
 			break
 		}
-		n := min(max-len(out), len(q.head))
+		n := 0
+		for n < min(maxEntries-len(out), len(q.head)) {
+			es := q.head[n].Size()
+			if size+es > maxBytes && (n > 0 || len(out) > 0) {
+				break
+			}
+			size += es
+			n++
+		}
 		out = append(out, q.head[:n]...)
+		// The taken slots would keep their lines alive for as long as the
+		// rest of their batch waits; the lines now belong to the caller.
+		clear(q.head[:n])
 		q.head = q.head[n:]
+		if len(q.head) > 0 {
+			break // stopped by a bound
+		}
 	}
 	q.entries -= len(out)
-	q.bytes -= sizeOf(out)
+	q.bytes -= size
 	if len(q.head) == 0 {
 		q.head = nil // let the batch's backing array go
 	}

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
+)
+
+// extensionName is the file name of the extension in the layer.
+const extensionName = "grafana-loki-extension"
+
+// archs are the architectures Lambda runs and the layer is built for.
+var archs = []string{"amd64", "arm64"}
+
+// bench holds what the scenarios share: the module, the builds, the Loki,
+// and the rows measured so far.
+type bench struct {
+	opts     options
+	progress io.Writer
+	root     string // the module's directory
+	work     string // builds and layer zips
+	ownWork  bool   // work is temporary and removed at the end
+	machine  string
+	rows     []row
+
+	built map[string]string // GOARCH → binary
+	loki  *lokiserver.Server
+}
+
+// row is one line of the table. met is "yes", "NO", or "–" for a figure
+// without a target.
+type row struct {
+	metric, target, measured, met string
+}
+
+func newBench(ctx context.Context, opts options, progress io.Writer) (*bench, error) {
+	b := &bench{opts: opts, progress: progress, built: map[string]string{}}
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
+		return nil, fmt.Errorf("run it inside the module (go env GOMOD found none): %v", err)
+	}
+	b.root = filepath.Dir(strings.TrimSpace(string(out)))
+	b.work = opts.workDir
+	if b.work == "" {
+		if b.work, err = os.MkdirTemp("", "loki-extension-bench-"); err != nil {
+			return nil, fmt.Errorf("work directory: %w", err)
+		}
+		b.ownWork = true
+	} else if err := os.MkdirAll(b.work, 0o755); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	b.machine = machine(ctx)
+	return b, nil
+}
+
+func (b *bench) close() {
+	if b.loki != nil {
+		b.loki.Stop()
+	}
+	if b.ownWork {
+		_ = os.RemoveAll(b.work)
+	}
+}
+
+func (b *bench) step(format string, args ...any) {
+	fmt.Fprintf(b.progress, "==> "+format+"\n", args...)
+}
+
+func (b *bench) add(r row) {
+	b.rows = append(b.rows, r)
+	fmt.Fprintf(b.progress, "    %s: %s (target %s) %s\n", r.metric, r.measured, r.target, r.met)
+}
+
+// judge adds a row with a target: met says whether it was reached.
+func (b *bench) judge(metric, target, measured string, met bool) {
+	verdict := "NO"
+	if met {
+		verdict = "yes"
+	}
+	b.add(row{metric: metric, target: target, measured: measured, met: verdict})
+}
+
+// note adds a row without a target, for context.
+func (b *bench) note(metric, measured string) {
+	b.add(row{metric: metric, target: "–", measured: measured, met: "–"})
+}
+
+func (b *bench) judged() int {
+	n := 0
+	for _, r := range b.rows {
+		if r.met != "–" {
+			n++
+		}
+	}
+	return n
+}
+
+func (b *bench) missed() int {
+	n := 0
+	for _, r := range b.rows {
+		if r.met == "NO" {
+			n++
+		}
+	}
+	return n
+}
+
+// binary builds the extension for goarch as `task build` does, once, and
+// returns its path: dist-like <work>/<arch>/extensions/<name>, a directory
+// that holds only the extension, as /opt/extensions would.
+func (b *bench) binary(ctx context.Context, goarch string) (string, error) {
+	if bin, ok := b.built[goarch]; ok {
+		return bin, nil
+	}
+	bin := filepath.Join(b.work, goarch, "extensions", extensionName)
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=benchmark", "-o", bin, ".")
+	cmd.Dir = b.root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the extension for %s: %w: %s", goarch, err, out)
+	}
+	b.built[goarch] = bin
+	return bin, nil
+}
+
+// extensionsDir is the directory of the build for this machine, to run in
+// the emulator.
+func (b *bench) extensionsDir(ctx context.Context) (string, error) {
+	bin, err := b.binary(ctx, runtime.GOARCH)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Dir(bin), nil
+}
+
+// lokiServer starts the real Loki on first use.
+func (b *bench) lokiServer(ctx context.Context) (*lokiserver.Server, error) {
+	if b.loki != nil {
+		return b.loki, nil
+	}
+	bin, err := lokibin.Ensure(ctx, b.progress)
+	if err != nil {
+		return nil, err
+	}
+	cfgFile := filepath.Join(b.work, "loki.yaml")
+	if err := os.WriteFile(cfgFile, []byte(lokiConfig), 0o644); err != nil {
+		return nil, fmt.Errorf("writing Loki's configuration: %w", err)
+	}
+	var output io.Writer
+	if b.opts.verbose {
+		output = b.progress
+	}
+	srv, err := lokiserver.Start(ctx, lokiserver.Options{Binary: bin, ConfigFile: cfgFile, Output: output})
+	if err != nil {
+		return nil, err
+	}
+	b.loki = srv
+	return srv, nil
+}
+
+// lokiConfig is the test Loki's single-process configuration (see
+// internal/lokiserver) with the ingestion limits raised. Loki's defaults
+// (ingestion_rate_mb 4 per tenant, per_stream_rate_limit 3MB) answer 429
+// beyond about 25 000 lines/s of 130 bytes on one function's stream: they
+// would measure Loki's limits, not the extension. A real deployment that
+// logs this much raises them the same way (or Grafana Cloud's are higher).
+const lokiConfig = `auth_enabled: false
+server: {http_listen_address: 127.0.0.1, http_listen_port: ${LOKI_HTTP_PORT}, grpc_listen_address: 127.0.0.1, grpc_listen_port: 0, log_level: warn}
+common:
+  instance_addr: 127.0.0.1
+  path_prefix: ${LOKI_DATA_DIR}
+  storage: {filesystem: {chunks_directory: ${LOKI_DATA_DIR}/chunks, rules_directory: ${LOKI_DATA_DIR}/rules}}
+  replication_factor: 1
+  ring: {kvstore: {store: inmemory}}
+schema_config:
+  configs: [{from: 2024-01-01, store: tsdb, object_store: filesystem, schema: v13, index: {prefix: index_, period: 24h}}]
+ingester: {lifecycler: {min_ready_duration: 0s, final_sleep: 0s}}
+frontend: {scheduler_dns_lookup_period: 1s}
+frontend_worker: {dns_lookup_duration: 1s}
+limits_config:
+  max_entries_limit_per_query: 500000
+  reject_old_samples: false
+  ingestion_rate_mb: 256
+  ingestion_burst_size_mb: 512
+  per_stream_rate_limit: 256MB
+  per_stream_rate_limit_burst: 512MB
+analytics: {reporting_enabled: false}
+`
+
+// machine describes where the figures were taken.
+func machine(ctx context.Context) string {
+	model := "unknown CPU"
+	if f, err := os.Open("/proc/cpuinfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+		f.Close()
+	}
+	goVersion := runtime.Version()
+	if out, err := exec.CommandContext(ctx, "go", "env", "GOVERSION").Output(); err == nil {
+		goVersion = strings.TrimSpace(string(out))
+	}
+	load := "?"
+	if data, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(data)); len(f) >= 3 {
+			load = strings.Join(f[:3], " ")
+		}
+	}
+	return fmt.Sprintf("Machine: %s, %d cores (nproc), %s %s/%s, load average at start %s, %s",
+		model, runtime.NumCPU(), goVersion, runtime.GOOS, runtime.GOARCH, load, time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+}
+
+func writeTable(w io.Writer, rows []row) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "metric\ttarget\tmeasured\tmet?")
+	fmt.Fprintln(tw, "------\t------\t--------\t----")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.metric, r.target, r.measured, r.met)
+	}
+	_ = tw.Flush()
+}
