@@ -39,6 +39,11 @@ const (
 	// lateTelemetry is how long, past the subscription's buffering timeout,
 	// SHUTDOWN waits for batches Lambda may still be sending.
 	lateTelemetry = 50 * time.Millisecond
+	// lostRuntimeDoneQuiet is how long, past the buffering timeout, an
+	// INVOKE keeps waiting for a runtimeDone after Lambda reported dropped
+	// records and then went quiet: long enough for a batch in flight, short
+	// against an invocation's billed deadline.
+	lostRuntimeDoneQuiet = 250 * time.Millisecond
 )
 
 func main() {
@@ -131,6 +136,9 @@ func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log
 		Addr:          net.JoinHostPort(host, strconv.Itoa(cfg.ListenerPort)),
 		ShipPlatform:  cfg.ShipPlatformLogs,
 		ShipExtension: cfg.ShipExtensionLogs,
+		// Lambda cuts a batch at timeoutMs at the latest; a quiet well past
+		// that after dropped records means the runtimeDone is not coming.
+		LostAfter: time.Duration(cfg.Buffering.TimeoutMs)*time.Millisecond + lostRuntimeDoneQuiet,
 		OnRestore: func() {
 			// The snapshot may be restored on another host, long after it
 			// was taken: a connection kept alive from before it is dead, and
@@ -219,7 +227,11 @@ func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 		return
 	}
 	if x.telemetry {
-		if _, err := x.listener.WaitRuntimeDone(ctx, ev.RequestID); err != nil {
+		_, err := x.listener.WaitRuntimeDone(ctx, ev.RequestID)
+		switch {
+		case errors.Is(err, telemetryApi.ErrRuntimeDoneLost):
+			x.log.WithError(err).Warn("pushing what is queued without the runtimeDone; any later lines of this invocation go out in the next window")
+		case err != nil:
 			x.log.WithError(err).Warn("the runtime did not finish before the invocation's deadline; pushing what is queued")
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
@@ -28,8 +30,7 @@ func recordEntry(ev *Event, stream loki.StreamType, received time.Time) loki.Ent
 	}
 	switch raw[0] {
 	case '"':
-		var s string
-		if err := json.Unmarshal(raw, &s); err == nil {
+		if s, ok := unquoteJSONString(raw); ok {
 			e.Line = strings.TrimSuffix(s, "\n")
 			return e
 		}
@@ -120,4 +121,125 @@ func failureLine(rd RuntimeDone) string {
 		line += " Duration: " + strconv.FormatFloat(rd.Metrics.DurationMs, 'f', 2, 64) + " ms"
 	}
 	return line
+}
+
+// unquoteJSONString decodes a JSON string literal the way encoding/json
+// does (escapes resolved; each byte of invalid UTF-8 and each unpaired
+// surrogate escape becomes U+FFFD) without its reflection and without
+// validating the whole literal a second time: it runs once per log line,
+// on a literal json.Unmarshal already accepted as part of the batch. ok is
+// false for anything that is not a well-formed literal.
+func unquoteJSONString(lit []byte) (s string, ok bool) {
+	if len(lit) < 2 || lit[0] != '"' || lit[len(lit)-1] != '"' {
+		return "", false
+	}
+	in := lit[1 : len(lit)-1]
+	// Most lines need no rewriting up to their first escape (a text record
+	// always ends in \n): copy that prefix in one go.
+	plain := 0
+	for plain < len(in) {
+		c := in[plain]
+		if c == '\\' || c == '"' || c < ' ' {
+			break
+		}
+		if c < utf8.RuneSelf {
+			plain++
+			continue
+		}
+		r, size := utf8.DecodeRune(in[plain:])
+		if r == utf8.RuneError && size == 1 {
+			break
+		}
+		plain += size
+	}
+	if plain == len(in) {
+		return string(in), true
+	}
+	var b strings.Builder
+	b.Grow(len(in))
+	b.Write(in[:plain])
+	for i := plain; i < len(in); {
+		c := in[i]
+		switch {
+		case c == '\\':
+			if i+1 >= len(in) {
+				return "", false
+			}
+			esc := in[i+1]
+			i += 2
+			switch esc {
+			case '"', '\\', '/', '\'':
+				b.WriteByte(esc)
+			case 'b':
+				b.WriteByte('\b')
+			case 'f':
+				b.WriteByte('\f')
+			case 'n':
+				b.WriteByte('\n')
+			case 'r':
+				b.WriteByte('\r')
+			case 't':
+				b.WriteByte('\t')
+			case 'u':
+				r, ok := hex4(in[i:])
+				if !ok {
+					return "", false
+				}
+				i += 4
+				if utf16.IsSurrogate(r) {
+					// A pair is two escapes; anything else is replaced.
+					low := rune(-1)
+					if i+6 <= len(in) && in[i] == '\\' && in[i+1] == 'u' {
+						low, _ = hex4(in[i+2:])
+					}
+					if pair := utf16.DecodeRune(r, low); pair != utf8.RuneError {
+						b.WriteRune(pair)
+						i += 6
+						continue
+					}
+					r = utf8.RuneError
+				}
+				b.WriteRune(r)
+			default:
+				return "", false
+			}
+		case c == '"' || c < ' ':
+			return "", false
+		case c < utf8.RuneSelf:
+			// Copy the run of plain ASCII up to the next escape in one go.
+			j := i + 1
+			for j < len(in) && in[j] < utf8.RuneSelf && in[j] >= ' ' && in[j] != '\\' && in[j] != '"' {
+				j++
+			}
+			b.Write(in[i:j])
+			i = j
+		default:
+			r, size := utf8.DecodeRune(in[i:])
+			b.WriteRune(r) // RuneError for an invalid byte, as encoding/json does
+			i += size
+		}
+	}
+	return b.String(), true
+}
+
+// hex4 reads the four hex digits of a \u escape.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
 }

@@ -35,7 +35,16 @@ type ListenerConfig struct {
 	OnRestore func()
 	// Log is the extension's own log.
 	Log *logrus.Logger
+	// LostAfter is how long WaitRuntimeDone keeps waiting, once Lambda has
+	// reported dropped records during the wait, after the last batch came:
+	// the runtimeDone may have been among the records dropped, and waiting
+	// for it until the deadline would be billed. Zero waits until ctx ends.
+	LostAfter time.Duration
 }
+
+// ErrRuntimeDoneLost says WaitRuntimeDone gave up: Lambda dropped records
+// during the wait and no telemetry came for ListenerConfig.LostAfter.
+var ErrRuntimeDoneLost = errors.New("records were dropped by Lambda (platform.logsDropped) and no telemetry followed: the runtimeDone may have been among them")
 
 // ListenerStats counts what the listener received.
 type ListenerStats struct {
@@ -62,6 +71,7 @@ type Listener struct {
 	lines         atomic.Int64
 	rejected      atomic.Int64
 	lambdaDropped atomic.Int64
+	droppedAt     atomic.Int64 // unix nanoseconds of the last platform.logsDropped
 
 	bufs sync.Pool // *bytes.Buffer for request bodies
 }
@@ -124,8 +134,32 @@ func (l *Listener) Stats() ListenerStats {
 
 // WaitRuntimeDone blocks until platform.runtimeDone for requestID has been
 // received, or ctx ends. By then every line of that invocation is queued.
+// When Lambda reports dropped records during the wait and then sends nothing
+// for LostAfter, it returns ErrRuntimeDoneLost instead of waiting on.
 func (l *Listener) WaitRuntimeDone(ctx context.Context, requestID string) (RuntimeDone, error) {
-	return l.done.wait(ctx, requestID)
+	start := time.Now().UnixNano()
+	for {
+		rd, ok, changed := l.done.take(requestID)
+		if ok {
+			return rd, nil
+		}
+		var lost <-chan time.Time
+		if l.cfg.LostAfter > 0 && l.droppedAt.Load() >= start {
+			quiet := time.Since(time.Unix(0, l.lastReceived.Load()))
+			if quiet >= l.cfg.LostAfter {
+				return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ErrRuntimeDoneLost)
+			}
+			timer := time.NewTimer(l.cfg.LostAfter - quiet)
+			lost = timer.C
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-lost:
+		case <-ctx.Done():
+			return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ctx.Err())
+		}
+	}
 }
 
 // ServeHTTP handles one batch: POST, a JSON array of events.
@@ -230,6 +264,8 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			var d LogsDropped
 			if l.decodeRecord(ev, &d) {
 				l.lambdaDropped.Add(d.DroppedRecords)
+				l.droppedAt.Store(received.UnixNano())
+				l.done.wake()
 				l.cfg.Log.WithFields(logrus.Fields{"droppedRecords": d.DroppedRecords, "droppedBytes": d.DroppedBytes}).
 					Warnf("Lambda dropped log records before they reached the extension: %s", d.Reason)
 			}
@@ -283,26 +319,29 @@ func (t *runtimeDoneTracker) signal(rd RuntimeDone) {
 		t.seen = make(map[string]RuntimeDone)
 	}
 	t.seen[rd.RequestID] = rd
+	t.wakeLocked()
+}
+
+// wake tells waiters to look again (a logsDropped arrived, say).
+func (t *runtimeDoneTracker) wake() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.wakeLocked()
+}
+
+func (t *runtimeDoneTracker) wakeLocked() {
 	close(t.changed)
 	t.changed = make(chan struct{})
 }
 
-func (t *runtimeDoneTracker) wait(ctx context.Context, requestID string) (RuntimeDone, error) {
-	for {
-		t.mu.Lock()
-		rd, ok := t.seen[requestID]
-		if ok {
-			delete(t.seen, requestID)
-		}
-		changed := t.changed
-		t.mu.Unlock()
-		if ok {
-			return rd, nil
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ctx.Err())
-		}
+// take returns and forgets the runtimeDone of requestID if it has arrived;
+// otherwise changed is closed at the next signal.
+func (t *runtimeDoneTracker) take(requestID string) (rd RuntimeDone, ok bool, changed <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	rd, ok = t.seen[requestID]
+	if ok {
+		delete(t.seen, requestID)
 	}
+	return rd, ok, t.changed
 }

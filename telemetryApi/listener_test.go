@@ -136,6 +136,44 @@ func TestWaitRuntimeDoneAlreadyReceivedAndDeadline(t *testing.T) {
 	}
 }
 
+// Contract §2.2: when the listener falls behind, Lambda drops records and
+// says so with platform.logsDropped; the dropped ones may include the
+// runtimeDone the lifecycle waits for. The wait then ends once telemetry has
+// gone quiet, instead of at the invocation's (billed) deadline.
+func TestWaitRuntimeDoneAfterDroppedRecords(t *testing.T) {
+	const (
+		dropped = `[{"time":"2022-10-12T00:00:15.064Z","type":"platform.logsDropped","record":{"droppedBytes":2048,"droppedRecords":12,"reason":"slow"}}]`
+		done    = `[{"time":"2022-10-12T00:00:15.070Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`
+		line    = `[{"time":"2022-10-12T00:00:15.065Z","type":"function","record":"still logging"}]`
+	)
+	tests := []struct {
+		name    string
+		batches []string // posted 20 ms apart once the wait has begun
+		wantErr error
+	}{
+		{"dropped records, then silence: the runtimeDone is given up", []string{dropped}, ErrRuntimeDoneLost},
+		{"dropped records, lines, then the runtimeDone: it is awaited", []string{dropped, line, line, done}, nil},
+		{"no drops: the wait lasts until the deadline", []string{line}, context.DeadlineExceeded},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20))
+			ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
+			defer cancel()
+			go func() {
+				for _, b := range tt.batches {
+					time.Sleep(20 * time.Millisecond)
+					post(l, http.MethodPost, b)
+				}
+			}()
+			_, err := l.WaitRuntimeDone(ctx, "r1")
+			if tt.wantErr == nil && err != nil || tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
 func TestLogsDroppedIsCounted(t *testing.T) {
 	var logged bytes.Buffer
 	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20))

@@ -174,6 +174,13 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		case <-changed:
 		case <-r.Context().Done():
 		}
+		// A released hang is a failed request: returning from the handler
+		// would answer 200 with no body, which a client takes as stored.
+		if hj, ok := w.(http.Hijacker); ok {
+			if conn, _, err := hj.Hijack(); err == nil {
+				_ = conn.Close()
+			}
+		}
 		return
 	}
 	if p.cfg.Username != "" || p.cfg.Password != "" {
