@@ -1,13 +1,11 @@
 package e2e
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -28,62 +26,22 @@ import (
 // which streams, and that LogQL can use them. Each test names the contract
 // section (shared/lambda-runtime-contract.md) it checks.
 
-// sample is one series of an instant metric query.
-type sample struct {
-	labels map[string]string
-	value  float64
-}
-
-// instant runs a LogQL metric query at the current time through Loki's
-// /loki/api/v1/query, the way a Grafana panel or an alert rule would.
-func instant(t *testing.T, srv *lokiserver.Server, logql string) []sample {
+// instant runs a LogQL metric query now, the way a Grafana panel or an
+// alert rule would.
+func instant(t *testing.T, srv *lokiserver.Server, logql string) []lokiserver.Sample {
 	t.Helper()
-	v := url.Values{"query": {logql}, "time": {strconv.FormatInt(time.Now().UnixNano(), 10)}}
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, srv.URL()+"/loki/api/v1/query?"+v.Encode(), nil)
+	samples, err := srv.Instant(t.Context(), logql, time.Now(), "")
 	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("query %s: %d %s", logql, resp.StatusCode, data)
-	}
-	var body struct {
-		Data struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Value  [2]any            `json:"value"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.Unmarshal(data, &body); err != nil {
 		t.Fatalf("query %s: %v", logql, err)
 	}
-	if body.Data.ResultType != "vector" {
-		t.Fatalf("query %s: result type %q, want vector", logql, body.Data.ResultType)
-	}
-	var out []sample
-	for _, r := range body.Data.Result {
-		s, _ := r.Value[1].(string)
-		f, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			t.Fatalf("query %s: value %v", logql, r.Value)
-		}
-		out = append(out, sample{labels: r.Metric, value: f})
-	}
-	return out
+	return samples
 }
 
 // byLabel indexes samples by one label's value.
-func byLabel(samples []sample, name string) map[string]float64 {
+func byLabel(samples []lokiserver.Sample, name string) map[string]float64 {
 	out := map[string]float64{}
 	for _, s := range samples {
-		out[s.labels[name]] = s.value
+		out[s.Labels[name]] = s.Value
 	}
 	return out
 }
@@ -283,10 +241,10 @@ func TestReportLinesChartDurationAndMemory(t *testing.T) {
 	// splits series by the detected_level it gives each line (a REPORT with
 	// an Error Type is "error"), so the query aggregates by function.
 	top := instant(t, srv, readme(readmeLongest, o.function))
-	if len(top) != 1 || math.Abs(top[0].value-longest) > 0.005001 {
+	if len(top) != 1 || math.Abs(top[0].Value-longest) > 0.005001 {
 		t.Errorf("max_over_time gave %v, the longest invocation took %.3f ms", top, longest)
 	}
-	if peak := instant(t, srv, readme(readmeMaxMemory, o.function)); len(peak) != 1 || peak[0].value != most {
+	if peak := instant(t, srv, readme(readmeMaxMemory, o.function)); len(peak) != 1 || peak[0].Value != most {
 		t.Errorf("max_over_time gave %v, the platform reported at most %v MB", peak, most)
 	}
 	// The function's own stream holds the function's lines and, for the

@@ -240,7 +240,9 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 		params := url.Values{"query": {q.Stream}, "start": {strconv.FormatInt(first.Add(-time.Minute).UnixNano(), 10)},
 			"end": {strconv.FormatInt(last.Add(time.Minute).UnixNano(), 10)}}
 		var body struct{ Data []string }
-		getJSON(t, srv.URL()+"/loki/api/v1/label/"+url.PathEscape(q.Label)+"/values?"+params.Encode(), &body)
+		if err := srv.Get(t.Context(), "/loki/api/v1/label/"+url.PathEscape(q.Label)+"/values?"+params.Encode(), "", &body); err != nil {
+			t.Fatal(err)
+		}
 		if !slices.Contains(body.Data, "dash-fn") {
 			t.Fatalf("label values of %s for %s: %q, want dash-fn among them", q.Label, q.Stream, body.Data)
 		}
@@ -874,26 +876,6 @@ func push(t *testing.T, srv *lokiserver.Server, streams []stream, start time.Tim
 		t.Fatalf("push answered %d: %s", resp.StatusCode, answer)
 	}
 	return ts
-}
-
-func getJSON(t *testing.T, rawURL string, v any) {
-	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, rawURL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s answered %d: %s", rawURL, resp.StatusCode, data)
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		t.Fatalf("GET %s: %v", rawURL, err)
-	}
 }
 
 // readYAML decodes a file of this folder into v; keys v does not list are

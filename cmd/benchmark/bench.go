@@ -153,50 +153,17 @@ func (b *bench) lokiServer(ctx context.Context) (*lokiserver.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfgFile := filepath.Join(b.work, "loki.yaml")
-	if err := os.WriteFile(cfgFile, []byte(lokiConfig), 0o644); err != nil {
-		return nil, fmt.Errorf("writing Loki's configuration: %w", err)
-	}
 	var output io.Writer
 	if b.opts.verbose {
 		output = b.progress
 	}
-	srv, err := lokiserver.Start(ctx, lokiserver.Options{Binary: bin, ConfigFile: cfgFile, Output: output})
+	srv, err := lokiserver.Start(ctx, lokiserver.Options{Binary: bin, HighIngestionLimits: true, Output: output})
 	if err != nil {
 		return nil, err
 	}
 	b.loki = srv
 	return srv, nil
 }
-
-// lokiConfig is the test Loki's single-process configuration (see
-// internal/lokiserver) with the ingestion limits raised. Loki's defaults
-// (ingestion_rate_mb 4 per tenant, per_stream_rate_limit 3MB) answer 429
-// beyond about 25 000 lines/s of 130 bytes on one function's stream: they
-// would measure Loki's limits, not the extension. A real deployment that
-// logs this much raises them the same way (or Grafana Cloud's are higher).
-const lokiConfig = `auth_enabled: false
-server: {http_listen_address: 127.0.0.1, http_listen_port: ${LOKI_HTTP_PORT}, grpc_listen_address: 127.0.0.1, grpc_listen_port: 0, log_level: warn}
-common:
-  instance_addr: 127.0.0.1
-  path_prefix: ${LOKI_DATA_DIR}
-  storage: {filesystem: {chunks_directory: ${LOKI_DATA_DIR}/chunks, rules_directory: ${LOKI_DATA_DIR}/rules}}
-  replication_factor: 1
-  ring: {kvstore: {store: inmemory}}
-schema_config:
-  configs: [{from: 2024-01-01, store: tsdb, object_store: filesystem, schema: v13, index: {prefix: index_, period: 24h}}]
-ingester: {lifecycler: {min_ready_duration: 0s, final_sleep: 0s}}
-frontend: {scheduler_dns_lookup_period: 1s}
-frontend_worker: {dns_lookup_duration: 1s}
-limits_config:
-  max_entries_limit_per_query: 500000
-  reject_old_samples: false
-  ingestion_rate_mb: 256
-  ingestion_burst_size_mb: 512
-  per_stream_rate_limit: 256MB
-  per_stream_rate_limit_burst: 512MB
-analytics: {reporting_enabled: false}
-`
 
 // machine describes where the figures were taken.
 func machine(ctx context.Context) string {

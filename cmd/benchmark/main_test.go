@@ -30,10 +30,10 @@ func TestMedians(t *testing.T) {
 	if m := median([]float64{4, 1, 2, 3}); m != 2.5 {
 		t.Fatalf("median %v", m)
 	}
-	if m := medianDuration([]time.Duration{5, 1, 3}); m != 3 {
+	if m := median([]time.Duration{5, 1, 3}); m != 3 {
 		t.Fatalf("median %v", m)
 	}
-	if median(nil) != 0 || medianDuration(nil) != 0 {
+	if median[float64](nil) != 0 || median[time.Duration](nil) != 0 {
 		t.Fatal("median of nothing")
 	}
 }

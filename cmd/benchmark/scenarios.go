@@ -196,7 +196,7 @@ func measureInit(ctx context.Context, b *bench) error {
 			return err
 		}
 	}
-	m := medianDuration(inits)
+	m := median(inits)
 	b.judge("init, exec → first /next (Loki reachable)", "≤ 10 ms median",
 		fmt.Sprintf("%s median (min %s, max %s, %d starts)", ms(m), ms(slices.Min(inits)), ms(slices.Max(inits)), len(inits)), m <= maxInitMedian)
 
@@ -241,7 +241,7 @@ func (b *bench) helloWorld(ctx context.Context, n int) (time.Duration, error) {
 		}
 		runs = append(runs, time.Since(start))
 	}
-	return medianDuration(runs), nil
+	return median(runs), nil
 }
 
 // invokes runs n invocations of fn with gap between them (frozen) and shuts
@@ -299,7 +299,7 @@ func measureEndOverhead(ctx context.Context, b *bench) error {
 		return err
 	}
 	d := postRuntime(results)
-	m := medianDuration(d)
+	m := median(d)
 	b.judge("post-runtime overhead, end mode (runtimeDone → /next)", "≤ 35 ms median (timeoutMs 25 + 10)",
 		fmt.Sprintf("%s median (max %s, %d invokes × 20 lines, all in Loki)", ms(m), ms(slices.Max(d)), n), m <= maxEndOverhead)
 	return nil
@@ -314,7 +314,7 @@ func measureAdaptiveOverhead(ctx context.Context, b *bench) error {
 	}
 	// The first invocation has no previous one to call traffic busy.
 	d := postRuntime(results[1:])
-	m := medianDuration(d)
+	m := median(d)
 	b.judge("post-runtime overhead, adaptive mode, invokes 10 ms apart", "≤ 2 ms median",
 		fmt.Sprintf("%s median (max %s, %d invokes × 20 lines, all in Loki by SHUTDOWN)", ms(m), ms(slices.Max(d)), n), m <= maxAdaptiveOverhead)
 	return nil
@@ -471,19 +471,9 @@ func measureBurstRSS(ctx context.Context, b *bench) error {
 	return nil
 }
 
-func median(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
-}
-
-func medianDuration(v []time.Duration) time.Duration {
+// median is the middle value (the mean of the two middle ones for an even
+// count); zero for none.
+func median[T float64 | time.Duration](v []T) T {
 	if len(v) == 0 {
 		return 0
 	}
