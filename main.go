@@ -44,6 +44,10 @@ const (
 	// records and then went quiet: long enough for a batch in flight, short
 	// against an invocation's billed deadline.
 	lostRuntimeDoneQuiet = 250 * time.Millisecond
+	// maxNextFailures is how many failed /next calls in a row make the
+	// extension report exit/error and stop: the Extensions API answers 500
+	// only when the sandbox is beyond saving (contract §1.4).
+	maxNextFailures = 3
 )
 
 func main() {
@@ -196,7 +200,7 @@ func (x *extension) run(ctx context.Context) int {
 		case err != nil:
 			failures++
 			x.log.WithError(err).Error("asking the Extensions API for the next event failed")
-			if failures >= 3 {
+			if failures >= maxNextFailures {
 				_ = x.ext.ExitError(ctx, "Extension.NextFailed", err)
 				return 1
 			}
@@ -295,7 +299,7 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 // idle follows the lifecycle without shipping anything, so that a
 // misconfigured extension never stops the function from running.
 func idle(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger) int {
-	for failures := 0; failures < 3; {
+	for failures := 0; ; {
 		ev, err := ext.Next(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
@@ -303,12 +307,16 @@ func idle(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger) int
 		case err != nil:
 			failures++
 			log.WithError(err).Error("asking the Extensions API for the next event failed")
+			if failures >= maxNextFailures {
+				// Exiting unannounced would be an Extension.Crash (contract §1.5).
+				_ = ext.ExitError(ctx, "Extension.NextFailed", err)
+				return 1
+			}
 			time.Sleep(100 * time.Millisecond)
 		case ev.IsShutdown():
 			return 0
 		}
 	}
-	return 1
 }
 
 // totals add up the flushes over the extension's life; the background
