@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -293,4 +294,37 @@ func TestMemoryStaysBoundedWhileLokiIsDown(t *testing.T) {
 	if st := o.sb.Stats(); st.DroppedRecords != 0 {
 		t.Fatalf("the emulator dropped %d records: the listener did not keep up", st.DroppedRecords)
 	}
+}
+
+// Contract §2.2: an overflowing buffer makes Lambda drop records and report
+// platform.logsDropped, and the runtimeDone the lifecycle waits for can be
+// among them. The invocation must not then be held (and billed) until its
+// deadline: the extension gives up on it soon after telemetry goes quiet,
+// and the invocation's lines still reach Loki.
+func TestLostRuntimeDoneDoesNotHoldTheInvocation(t *testing.T) {
+	srv := e2etest.Loki(t)
+	var runtimeDones atomic.Int32
+	o := run(t, scenario{
+		cfg: sandbox.Config{FunctionTimeout: 5 * time.Second, DropEvent: func(eventType string) bool {
+			// Lose the second invocation's runtimeDone only.
+			return eventType == "platform.runtimeDone" && runtimeDones.Add(1) == 2
+		}},
+		invokes: 3, gap: 200 * time.Millisecond, fn: sandbox.Function{Lines: 10},
+	})
+	if st := o.sb.Stats(); st.DroppedRecords != 1 || st.LogsDroppedEvents != 1 {
+		t.Fatalf("the emulator dropped %d records in %d reports, want the one runtimeDone", st.DroppedRecords, st.LogsDroppedEvents)
+	}
+	// Without the runtimeDone the wait would last until the deadline minus
+	// the margin, about 4.9 s; it ends TELEMETRY_TIMEOUT_MS + 250 ms after
+	// the last batch instead.
+	if held := o.invokes[1].PostRuntime; held > 2*time.Second {
+		t.Errorf("the invocation whose runtimeDone was lost was held %s after the runtime finished", held)
+	}
+	if out := o.sb.ExtensionOutput(); !strings.Contains(out, "without the runtimeDone") {
+		t.Errorf("no warning about the lost runtimeDone in:\n%s", out)
+	}
+	if d := e2etest.CheckDelivery(t, srv, o.function, o.lines, o.start); !d.Complete() {
+		t.Fatalf("delivery: %s", d)
+	}
+	t.Logf("post-runtime overhead with the runtimeDone lost: %s (others %s, %s)", o.invokes[1].PostRuntime, o.invokes[0].PostRuntime, o.invokes[2].PostRuntime)
 }

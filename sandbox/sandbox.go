@@ -93,6 +93,11 @@ type Config struct {
 	// TelemetryBufferBytes bounds each subscriber's undelivered events; past
 	// it events are dropped and platform.logsDropped follows (default 8 MiB).
 	TelemetryBufferBytes int
+	// DropEvent, if set, makes the Telemetry API drop every event of a type
+	// it returns true for, as an overflowing buffer would: the event is
+	// counted and platform.logsDropped reports it at once (§2.2). Tests use
+	// it to lose a runtimeDone, which a real overflow can do too.
+	DropEvent func(eventType string) bool
 	// BeforeFreeze, if set, is called after every extension has called /next
 	// at the end of an invocation and before the sandbox freezes.
 	BeforeFreeze func(requestID string)

@@ -250,6 +250,15 @@ type subscriber struct {
 func (sub *subscriber) add(ev event) {
 	enc := ev.encode(sub.schema)
 	sub.mu.Lock()
+	if drop := sub.sandbox.cfg.DropEvent; drop != nil && drop(ev.typ) {
+		sub.dropRecords++
+		sub.dropBytes += int64(len(enc))
+		sub.droppedTotal.Add(1)
+		sub.noteDrops()
+		sub.mu.Unlock()
+		sub.signal()
+		return
+	}
 	if sub.queuedBytes+len(enc) > sub.limit {
 		sub.dropRecords++
 		sub.dropBytes += int64(len(enc))
