@@ -71,7 +71,11 @@ type Listener struct {
 	lines         atomic.Int64
 	rejected      atomic.Int64
 	lambdaDropped atomic.Int64
-	droppedAt     atomic.Int64 // unix nanoseconds of the last platform.logsDropped
+	// platformSeq numbers the runtimeDone and logsDropped events in the
+	// order they arrive; lastDone and lastDropped hold the latest numbers.
+	// A logsDropped newer than the last runtimeDone may have swallowed the
+	// runtimeDone being waited for.
+	platformSeq, lastDone, lastDropped atomic.Int64
 
 	bufs sync.Pool // *bytes.Buffer for request bodies
 }
@@ -134,17 +138,17 @@ func (l *Listener) Stats() ListenerStats {
 
 // WaitRuntimeDone blocks until platform.runtimeDone for requestID has been
 // received, or ctx ends. By then every line of that invocation is queued.
-// When Lambda reports dropped records during the wait and then sends nothing
-// for LostAfter, it returns ErrRuntimeDoneLost instead of waiting on.
+// When Lambda has reported dropped records since the last runtimeDone it
+// sent, and then sends nothing for LostAfter, it returns ErrRuntimeDoneLost
+// instead of waiting on.
 func (l *Listener) WaitRuntimeDone(ctx context.Context, requestID string) (RuntimeDone, error) {
-	start := time.Now().UnixNano()
 	for {
 		rd, ok, changed := l.done.take(requestID)
 		if ok {
 			return rd, nil
 		}
 		var lost <-chan time.Time
-		if l.cfg.LostAfter > 0 && l.droppedAt.Load() >= start {
+		if l.cfg.LostAfter > 0 && l.lastDropped.Load() > l.lastDone.Load() {
 			quiet := time.Since(time.Unix(0, l.lastReceived.Load()))
 			if quiet >= l.cfg.LostAfter {
 				return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ErrRuntimeDoneLost)
@@ -254,6 +258,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 				add(l.platformEntry(ev, received, endLine(rd)))
 			}
 			flush()
+			l.lastDone.Store(l.platformSeq.Add(1))
 			l.done.signal(rd)
 		case TypePlatformReport:
 			var rep Report
@@ -264,7 +269,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			var d LogsDropped
 			if l.decodeRecord(ev, &d) {
 				l.lambdaDropped.Add(d.DroppedRecords)
-				l.droppedAt.Store(received.UnixNano())
+				l.lastDropped.Store(l.platformSeq.Add(1))
 				l.done.wake()
 				l.cfg.Log.WithFields(logrus.Fields{"droppedRecords": d.DroppedRecords, "droppedBytes": d.DroppedBytes}).
 					Warnf("Lambda dropped log records before they reached the extension: %s", d.Reason)

@@ -145,6 +145,8 @@ func TestWaitRuntimeDoneAfterDroppedRecords(t *testing.T) {
 		dropped = `[{"time":"2022-10-12T00:00:15.064Z","type":"platform.logsDropped","record":{"droppedBytes":2048,"droppedRecords":12,"reason":"slow"}}]`
 		done    = `[{"time":"2022-10-12T00:00:15.070Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`
 		line    = `[{"time":"2022-10-12T00:00:15.065Z","type":"function","record":"still logging"}]`
+		// doneEarlier ends the previous invocation.
+		doneEarlier = `[{"time":"2022-10-12T00:00:15.066Z","type":"platform.runtimeDone","record":{"requestId":"r0","status":"success"}}]`
 	)
 	tests := []struct {
 		name    string
@@ -154,6 +156,8 @@ func TestWaitRuntimeDoneAfterDroppedRecords(t *testing.T) {
 		{"dropped records, then silence: the runtimeDone is given up", []string{dropped}, ErrRuntimeDoneLost},
 		{"dropped records, lines, then the runtimeDone: it is awaited", []string{dropped, line, line, done}, nil},
 		{"no drops: the wait lasts until the deadline", []string{line}, context.DeadlineExceeded},
+		{"drops before an earlier runtimeDone do not concern this one", []string{dropped, doneEarlier}, context.DeadlineExceeded},
+		{"drops and the earlier runtimeDone in one batch, drop last", []string{doneEarlier[:len(doneEarlier)-1] + "," + dropped[1:]}, ErrRuntimeDoneLost},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
