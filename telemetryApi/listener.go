@@ -51,6 +51,9 @@ type ListenerStats struct {
 	Batches, Events, Lines int64
 	// Rejected counts batches refused (malformed, too large, wrong method).
 	Rejected int64
+	// SkippedEvents counts events of accepted batches that were not
+	// {time, type, record} objects.
+	SkippedEvents int64
 	// LambdaDropped counts records Lambda reported as dropped (platform.logsDropped).
 	LambdaDropped int64
 }
@@ -63,7 +66,8 @@ type Listener struct {
 	srv   *http.Server
 	ln    net.Listener
 
-	done runtimeDoneTracker
+	done   runtimeDoneTracker
+	stamps stamper
 
 	lastReceived  atomic.Int64 // unix nanoseconds of the last batch
 	batches       atomic.Int64
@@ -71,6 +75,7 @@ type Listener struct {
 	lines         atomic.Int64
 	rejected      atomic.Int64
 	lambdaDropped atomic.Int64
+	skippedEvents atomic.Int64
 	// platformSeq numbers the runtimeDone and logsDropped events in the
 	// order they arrive; lastDone and lastDropped hold the latest numbers.
 	// A logsDropped newer than the last runtimeDone may have swallowed the
@@ -132,7 +137,7 @@ func (l *Listener) LastReceived() time.Time {
 func (l *Listener) Stats() ListenerStats {
 	return ListenerStats{
 		Batches: l.batches.Load(), Events: l.events.Load(), Lines: l.lines.Load(),
-		Rejected: l.rejected.Load(), LambdaDropped: l.lambdaDropped.Load(),
+		Rejected: l.rejected.Load(), SkippedEvents: l.skippedEvents.Load(), LambdaDropped: l.lambdaDropped.Load(),
 	}
 }
 
@@ -202,10 +207,20 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	l.lastReceived.Store(received.UnixNano())
 	var events []Event
 	if err := json.Unmarshal(buf.Bytes(), &events); err != nil {
-		l.rejected.Add(1)
-		l.cfg.Log.WithError(err).Errorf("telemetry listener: dropped a malformed batch of %d bytes", buf.Len())
-		http.Error(w, "malformed batch: want a JSON array of events", http.StatusBadRequest)
-		return
+		// One odd event must not cost the batch (and the runtimeDone in it):
+		// take the events one by one, as leniently as they allow.
+		var skipped int
+		events, skipped, err = decodeLeniently(buf.Bytes())
+		if err != nil {
+			l.rejected.Add(1)
+			l.cfg.Log.WithError(err).Errorf("telemetry listener: dropped a malformed batch of %d bytes", buf.Len())
+			http.Error(w, "malformed batch: want a JSON array of events", http.StatusBadRequest)
+			return
+		}
+		if skipped > 0 {
+			l.skippedEvents.Add(int64(skipped))
+			l.cfg.Log.Warnf("telemetry listener: skipped %d events of a batch that are not {time, type, record} objects", skipped)
+		}
 	}
 	l.batches.Add(1)
 	l.events.Add(int64(len(events)))
@@ -228,6 +243,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 		if entries == nil {
 			entries = make([]loki.Entry, 0, len(events))
 		}
+		e.Time = l.stamps.unique(e.Stream, e.Time)
 		entries = append(entries, e)
 	}
 	for i := range events {
@@ -349,4 +365,68 @@ func (t *runtimeDoneTracker) take(requestID string) (rd RuntimeDone, ok bool, ch
 		delete(t.seen, requestID)
 	}
 	return rd, ok, t.changed
+}
+
+// decodeLeniently decodes a batch that is a JSON array but not an array of
+// well-formed events: each element that is an object with a string type is
+// kept (a time that is not a string is left empty, so the arrival time
+// stands in); the others are counted as skipped. err is set only when the
+// body is not a JSON array at all.
+func decodeLeniently(body []byte) (events []Event, skipped int, err error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(body, &raws); err != nil {
+		return nil, 0, fmt.Errorf("decoding a telemetry batch: %w", err)
+	}
+	events = make([]Event, 0, len(raws))
+	for _, raw := range raws {
+		var ev Event
+		if json.Unmarshal(raw, &ev) == nil {
+			if ev.Type == "" { // null, or an object that is no event
+				skipped++
+				continue
+			}
+			events = append(events, ev)
+			continue
+		}
+		var loose struct {
+			Time   json.RawMessage `json:"time"`
+			Type   string          `json:"type"`
+			Record json.RawMessage `json:"record"`
+		}
+		if json.Unmarshal(raw, &loose) != nil || loose.Type == "" {
+			skipped++
+			continue
+		}
+		ev = Event{Type: loose.Type, Record: loose.Record}
+		_ = json.Unmarshal(loose.Time, &ev.Time) // a non-string time stays empty
+		events = append(events, ev)
+	}
+	return events, skipped, nil
+}
+
+// stamper keeps entries of one stream from sharing a timestamp. Lambda
+// stamps events to the millisecond, and Loki keeps only one of several
+// entries whose stream, timestamp and line are equal: a line a function
+// writes twice within a millisecond would otherwise be stored once. A
+// repeated or slightly older time is moved just past the stream's last one,
+// a nanosecond at a time, so it stays inside the same millisecond (and a
+// retried push carries the same stamps, which Loki still deduplicates).
+type stamper struct {
+	mu   sync.Mutex
+	last [3]time.Time // by loki.StreamType
+}
+
+func (s *stamper) unique(stream loki.StreamType, t time.Time) time.Time {
+	i := int(stream) % len(s.last)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	last := s.last[i]
+	switch {
+	case t.After(last):
+		s.last[i] = t
+	case last.Sub(t) < time.Millisecond && last.Add(time.Nanosecond).Truncate(time.Millisecond).Equal(t.Truncate(time.Millisecond)):
+		t = last.Add(time.Nanosecond)
+		s.last[i] = t
+	}
+	return t
 }

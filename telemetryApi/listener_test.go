@@ -267,3 +267,68 @@ func TestRestoreEventsCallOnRestore(t *testing.T) {
 		})
 	}
 }
+
+// Contract §2.3 promises {time, type, record} events; one that breaks the
+// shape must not cost the rest of its batch, least of all the runtimeDone.
+func TestOddEventsDoNotCostTheBatch(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantCode  int
+		wantLines int
+		wantDone  bool
+		skipped   int64
+	}{
+		{"a time that is a number", `[{"time":1704067200,"type":"function","record":"a"},
+			{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"},
+			{"time":"2024-01-01T00:00:00.002Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`, 200, 2, true, 0},
+		{"elements that are not events", `[42, "text", null, {"type":7},
+			{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"},
+			{"time":"2024-01-01T00:00:00.002Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`, 200, 1, true, 4},
+		{"not an array at all", `{"time":"x"}`, 400, 0, false, 0},
+		{"cut short", `[{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"`, 400, 0, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := NewQueue(100, 1<<20)
+			l := NewListener(ListenerConfig{}, q)
+			if code := post(l, http.MethodPost, tt.body); code != tt.wantCode {
+				t.Fatalf("answered %d, want %d", code, tt.wantCode)
+			}
+			if q.Len() != tt.wantLines || l.Stats().SkippedEvents != tt.skipped {
+				t.Fatalf("%d lines queued, %d events skipped; want %d and %d", q.Len(), l.Stats().SkippedEvents, tt.wantLines, tt.skipped)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+			defer cancel()
+			if _, err := l.WaitRuntimeDone(ctx, "r1"); (err == nil) != tt.wantDone {
+				t.Fatalf("runtimeDone seen: %v, want %v", err == nil, tt.wantDone)
+			}
+		})
+	}
+}
+
+// Loki keeps one of several entries with equal stream, time and line, and
+// Lambda's times have millisecond precision: lines repeated within a
+// millisecond get distinct stamps inside that millisecond.
+func TestStamperKeepsRepeatsApart(t *testing.T) {
+	ms := time.Date(2024, 1, 1, 0, 0, 0, 5_000_000, time.UTC)
+	tests := []struct {
+		name   string
+		stream loki.StreamType
+		in     time.Time
+		want   time.Time
+	}{
+		{"first", loki.StreamFunction, ms, ms},
+		{"same millisecond again", loki.StreamFunction, ms, ms.Add(1)},
+		{"and again", loki.StreamFunction, ms, ms.Add(2)},
+		{"another stream has its own clock", loki.StreamPlatform, ms, ms},
+		{"a later millisecond as it is", loki.StreamFunction, ms.Add(time.Millisecond), ms.Add(time.Millisecond)},
+		{"an older millisecond as it is", loki.StreamFunction, ms, ms},
+	}
+	var s stamper
+	for _, tt := range tests {
+		if got := s.unique(tt.stream, tt.in); !got.Equal(tt.want) {
+			t.Errorf("%s: %s, want %s", tt.name, got.Format(time.RFC3339Nano), tt.want.Format(time.RFC3339Nano))
+		}
+	}
+}
