@@ -36,6 +36,9 @@ var version = "dev"
 const (
 	invokeMargin   = 100 * time.Millisecond
 	shutdownMargin = 300 * time.Millisecond
+	// lateShutdownMargin is the margin kept when SHUTDOWN arrives with less
+	// than shutdownMargin left: enough to log the summary and exit.
+	lateShutdownMargin = 50 * time.Millisecond
 	// lateTelemetry is how long, past the subscription's buffering timeout,
 	// SHUTDOWN waits for batches Lambda may still be sending.
 	lateTelemetry = 50 * time.Millisecond
@@ -222,21 +225,34 @@ func (x *extension) run(ctx context.Context) int {
 // Everything here is bounded by the invocation's deadline.
 func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 	x.lastRequestID = ev.RequestID
-	ctx, cancel := context.WithDeadline(ctx, ev.Deadline().Add(-invokeMargin))
+	deadline := ev.Deadline().Add(-invokeMargin)
+	if ev.DeadlineMs == 0 {
+		// Lambda always sends one; some emulators do not.
+		deadline = time.Now().Add(x.cfg.FlushTimeout)
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	if x.flusher.inBackground() {
 		// Pushing happens in the background while the function runs; calling
-		// /next right away adds no billed time.
-		x.flusher.kick()
+		// /next right away adds no billed time. Adaptive mode pushes the
+		// previous invocation now; the timed modes keep to their timer.
+		if !x.flusher.timed() {
+			x.flusher.kick()
+		}
 		return
 	}
 	if x.telemetry {
-		_, err := x.listener.WaitRuntimeDone(ctx, ev.RequestID)
+		rd, err := x.listener.WaitRuntimeDone(ctx, ev.RequestID)
 		switch {
 		case errors.Is(err, telemetryApi.ErrRuntimeDoneLost):
 			x.log.WithError(err).Warn("pushing what is queued without the runtimeDone; any later lines of this invocation go out in the next window")
 		case err != nil:
 			x.log.WithError(err).Warn("the runtime did not finish before the invocation's deadline; pushing what is queued")
+		case rd.Status == "failure" || rd.Status == "timeout":
+			// Lambda resets the sandbox now (contract §1.5): SHUTDOWN follows
+			// and its deadline is already running. Going to /next at once
+			// leaves that whole budget to the drain, which pushes these lines.
+			return
 		}
 	}
 	flushCtx, cancelFlush := context.WithTimeout(ctx, x.cfg.FlushTimeout)
@@ -250,8 +266,13 @@ func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 func (x *extension) onShutdown(ev extensionApi.Event) {
 	start := time.Now()
 	deadline := ev.Deadline().Add(-shutdownMargin)
-	if ev.DeadlineMs == 0 || deadline.Before(start) {
+	switch {
+	case ev.DeadlineMs == 0:
 		deadline = start.Add(2*time.Second - shutdownMargin)
+	case deadline.Before(start):
+		// A late SHUTDOWN (after a reset, say) leaves less than the margin:
+		// use what is left, never more than Lambda allows before SIGKILL.
+		deadline = ev.Deadline().Add(-lateShutdownMargin)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()

@@ -328,3 +328,29 @@ func TestLostRuntimeDoneDoesNotHoldTheInvocation(t *testing.T) {
 	}
 	t.Logf("post-runtime overhead with the runtimeDone lost: %s (others %s, %s)", o.invokes[1].PostRuntime, o.invokes[0].PostRuntime, o.invokes[2].PostRuntime)
 }
+
+// Contract §1.5: after a crash Lambda resets the sandbox at once, and the
+// SHUTDOWN deadline runs from then, while the extension may still be busy
+// with the invocation. With Loki hanging and the default 2 s flush budget,
+// an extension that pushed before /next would read SHUTDOWN with its
+// deadline almost gone; it must still exit by itself, in time, and count
+// what it could not deliver.
+func TestCrashWithLokiHangingExitsBeforeTheResetDeadline(t *testing.T) {
+	srv := e2etest.Loki(t)
+	p := proxy(t, faultproxy.Config{Upstream: srv.URL()})
+	p.SetFault(faultproxy.Fault{Kind: faultproxy.Hang})
+	sb := e2etest.StartSandbox(t, sandbox.Config{FunctionName: e2etest.FunctionName(t), Env: e2etest.Env(t, p.URL()+"/api/prom/push")})
+	res, err := sb.Invoke(t.Context(), sandbox.Function{Lines: 7, Outcome: sandbox.Crash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Reset == nil {
+		t.Fatal("the crash did not reset the sandbox")
+	}
+	if sd := res.Reset; sd.Killed || sd.ExitCode != 0 {
+		t.Fatalf("reset: killed %v, exit code %d, took %s", sd.Killed, sd.ExitCode, sd.Duration)
+	}
+	if out := sb.ExtensionOutput(); !regexp.MustCompile(`shutting down with \d+ lines undelivered`).MatchString(out) {
+		t.Fatalf("the undelivered lines were not counted:\n%s", out)
+	}
+}
