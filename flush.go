@@ -50,7 +50,9 @@ func newFlusher(x *extension) *flusher {
 	if f.managed && f.mode != config.FlushPeriodic {
 		f.interval = config.DefaultManagedFlushInterval
 	}
-	f.backlog = x.queue.NotifyBacklog(x.cfg.Loki.MaxRequestBytes)
+	// A full request, or half the queue's bound when that is smaller: the
+	// bound must never be reached before the backlog push starts.
+	f.backlog = x.queue.NotifyBacklog(min(x.cfg.Loki.MaxRequestBytes, x.cfg.QueueMaxBytes/2))
 	return f
 }
 

@@ -90,22 +90,35 @@ func run() int {
 	}
 	log.WithFields(logrus.Fields{"version": version, "name": name}).Debug("registered")
 
-	var x *extension
-	if cfgErr == nil {
-		x, cfgErr = setup(ctx, cfg, ext, log)
-	}
 	if cfgErr != nil {
-		log.Error(cfgErr.Error())
-		if cfg.Strict {
-			if err := ext.InitError(ctx, "Extension.ConfigInvalid", cfgErr); err != nil {
-				log.WithError(err).Error("reporting the init error to Lambda failed")
-			}
-			return 1
-		}
-		log.Warn("shipping no logs until the configuration is fixed; the function itself is not affected (set STRICT_CONFIG=true to fail the init instead)")
-		return idle(ctx, ext, log)
+		return degrade(ctx, cfg.Strict, ext, log, "Extension.ConfigInvalid", cfgErr)
+	}
+	x, err := setup(ctx, cfg, ext, log)
+	switch {
+	case errors.Is(err, errInvalidConfig):
+		return degrade(ctx, cfg.Strict, ext, log, "Extension.ConfigInvalid", err)
+	case err != nil:
+		return degrade(ctx, cfg.Strict, ext, log, "Extension.SetupFailed", err)
 	}
 	return x.run(ctx)
+}
+
+// errInvalidConfig marks setup errors that a configuration change fixes.
+var errInvalidConfig = errors.New("invalid configuration")
+
+// degrade reports an init failure once and then keeps the function working:
+// it follows the lifecycle without shipping, or with STRICT_CONFIG reports
+// /extension/init/error so that the deployment fails visibly (contract §1.3).
+func degrade(ctx context.Context, strict bool, ext *extensionApi.Client, log *logrus.Logger, errorType string, err error) int {
+	log.Error(err.Error())
+	if strict {
+		if err := ext.InitError(ctx, errorType, err); err != nil {
+			log.WithError(err).Error("reporting the init error to Lambda failed")
+		}
+		return 1
+	}
+	log.Warn("shipping no logs in this sandbox; the function itself is not affected (set STRICT_CONFIG=true to fail the init instead)")
+	return idle(ctx, ext, log)
 }
 
 // extension is the running extension: the lifecycle's state and the parts
@@ -132,7 +145,7 @@ type extension struct {
 func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log *logrus.Logger) (*extension, error) {
 	client, err := loki.New(cfg.Loki)
 	if err != nil {
-		return nil, fmt.Errorf("invalid configuration: %w", err)
+		return nil, fmt.Errorf("%w: %w", errInvalidConfig, err)
 	}
 	q := telemetryApi.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes)
 	host := "sandbox"
@@ -156,7 +169,7 @@ func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log
 		Log: log,
 	}, q)
 	if err := l.Start(); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w (another extension may listen there: set TELEMETRY_LISTENER_PORT to a free port)", err)
 	}
 	x := &extension{
 		cfg: cfg, log: log, ext: ext, listener: l, queue: q, loki: client, telemetry: true,
@@ -375,7 +388,7 @@ func (x *extension) report(window string, rep telemetryApi.FlushReport) {
 			rep.Dropped, rep.DroppedBytes, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes)
 	}
 	if rep.Rejected > 0 {
-		log.WithError(rep.Err).Errorf("Loki rejected %d lines; they are not retried", rep.Rejected)
+		log.WithError(rep.RejectErr).Errorf("Loki rejected %d lines; they are not retried", rep.Rejected)
 	}
 	if rep.Requeued > 0 {
 		log.WithError(rep.Err).Warnf("%d lines could not be delivered in this window; they stay queued for the next one", rep.Requeued)

@@ -320,7 +320,8 @@ func (r *reader) lokiURL() string {
 		host = net.JoinHostPort(strings.Trim(ip, "[]"), strconv.Itoa(DefaultLokiPort))
 	}
 	if strings.ContainsAny(ip, "/@ ") {
-		r.fail("LOKI_IP", "want a host name or IP address (optionally :port), got %q; use LOKI_URL for a full URL", ip)
+		// The value is not repeated: user:password@host would end up in the log.
+		r.fail("LOKI_IP", "want a host name or IP address (optionally :port), but it holds a '/', '@' or space; use LOKI_URL for a full URL")
 		return ""
 	}
 	return "http://" + host + DefaultLokiPushPath

@@ -123,8 +123,13 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 }
 
 func TestLoadErrorNeverShowsThePassword(t *testing.T) {
-	_, err := Load(env("LOKI_URL", "http://user:s3cr3t@%zz/push"))
-	if err == nil || strings.Contains(err.Error(), "s3cr3t") {
-		t.Fatalf("error %v", err)
+	for _, kv := range [][]string{
+		{"LOKI_URL", "http://user:s3cr3t@%zz/push"},
+		{"LOKI_IP", "admin:s3cr3t@loki.example.com"},
+	} {
+		_, err := Load(env(kv...))
+		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), kv[0]) {
+			t.Errorf("%s: error %v", kv[0], err)
+		}
 	}
 }

@@ -81,6 +81,9 @@ type Result struct {
 	// Err is the last error, nil when everything was delivered. It never
 	// contains credentials.
 	Err error
+	// RejectErr says why the first rejected entries were rejected (Loki's
+	// answer), so that a later transient error does not hide it.
+	RejectErr error
 }
 
 // Client pushes entries to Loki. Push is meant for one goroutine at a time;
@@ -259,16 +262,29 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 		case err == nil && status >= 200 && status < 300:
 			res.Delivered += len(entries)
 			return true
+		case err == nil && status >= 300 && status < 400:
+			// A redirect is a wrong LOKI_URL; following it would re-send a
+			// POST body to wherever it points, and retrying cannot help.
+			res.Rejected += len(entries)
+			res.Err = fmt.Errorf("pushing to %s: Loki answered %d, a redirect to %s: set LOKI_URL to the final push URL",
+				c.redacted, status, redactURL(header.Get("Location")))
+			if res.RejectErr == nil {
+				res.RejectErr = res.Err
+			}
+			return true
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
 			rejected := rejectedCount(status, msg, len(entries))
 			res.Rejected += rejected
 			res.Delivered += len(entries) - rejected
-			res.Err = c.rejectionError(status, msg)
+			res.Err = c.rejectionError(status, shortMessage(msg))
+			if res.RejectErr == nil {
+				res.RejectErr = res.Err
+			}
 			return true
 		case err != nil:
 			lastErr = err
 		default:
-			lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, status, msg)
+			lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, status, shortMessage(msg))
 		}
 		wait := jitter(backoff)
 		if ra := retryAfter(header); ra > wait {
@@ -284,8 +300,24 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 	}
 }
 
-// maxMessage bounds how much of Loki's answer is kept for the log.
-const maxMessage = 512
+// maxMessage bounds how much of Loki's answer is kept for the log;
+// maxAnswer bounds how much is read: a 400 lists every entry it ignored
+// and ends with the count ("total ignored: N out of M") that says how many
+// of the push were rejected.
+const (
+	maxMessage = 512
+	maxAnswer  = 64 * 1024
+)
+
+// shortMessage keeps the head and the tail (where Loki puts its totals) of
+// a long answer.
+func shortMessage(msg string) string {
+	if len(msg) <= maxMessage {
+		return msg
+	}
+	head, tail := strings.ToValidUTF8(msg[:maxMessage/2], ""), strings.ToValidUTF8(msg[len(msg)-maxMessage/2:], "")
+	return head + " … " + tail
+}
 
 func (c *Client) send(ctx context.Context, body []byte) (status int, header http.Header, msg string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
@@ -313,7 +345,7 @@ func (c *Client) send(ctx context.Context, body []byte) (status int, header http
 		return 0, nil, "", fmt.Errorf("pushing to %s: %w", c.redacted, err)
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxMessage))
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64*1024)) // lets the connection be reused
 	return resp.StatusCode, resp.Header, strings.TrimSpace(string(data)), nil
 }
@@ -410,4 +442,15 @@ func (c *Client) buildLabels(s StreamType, level string) string {
 		labels["level"] = level
 	}
 	return FormatLabels(labels)
+}
+
+// redactURL makes a URL from an answer (a redirect's Location) safe to log:
+// no password, no query string (which may hold a token).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || raw == "" {
+		return "an unreadable location"
+	}
+	u.RawQuery, u.Fragment = "", ""
+	return u.Redacted()
 }

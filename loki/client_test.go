@@ -237,6 +237,12 @@ func TestPushOutcomes(t *testing.T) {
 			}
 			return false
 		}, 3, 0, 0, "", 2},
+		{"400 whose count follows a long list: the count is still read", status(400, strings.Repeat("entry for stream '{a=\"b\"}' has timestamp too old\n", 100)+"user 'fake', total ignored: 2 out of 3 for stream: {a=\"b\"}"), 1, 2, 0, "total ignored: 2", 1},
+		{"301 redirect: a wrong LOKI_URL, not retried", func(_ int, w http.ResponseWriter) bool {
+			w.Header().Set("Location", "https://user:pw@loki.example.com/loki/api/v1/push?token=x")
+			w.WriteHeader(301)
+			return true
+		}, 0, 3, 0, "redirect to https://user:xxxxx@loki.example.com/loki/api/v1/push: set LOKI_URL", 1},
 		{"hanging Loki: request timeout, then undelivered", func(int, http.ResponseWriter) bool { time.Sleep(2 * time.Second); return true }, 0, 0, 3, "deadline exceeded", 1},
 	}
 	for _, tt := range tests {

@@ -56,8 +56,10 @@ type FlushReport struct {
 	// Requests and Retries count HTTP requests to Loki.
 	Requests, Retries int
 	// Err is the last push error, if any.
-	Err  error
-	Took time.Duration
+	Err error
+	// RejectErr is why the first rejected entries were rejected.
+	RejectErr error
+	Took      time.Duration
 }
 
 // Flush pushes queued entries until the queue is empty or ctx ends. Unless
@@ -92,6 +94,9 @@ func (d *Dispatcher) Flush(ctx context.Context, force bool) FlushReport {
 		rep.Retries += res.Retries
 		if res.Err != nil {
 			rep.Err = res.Err
+		}
+		if rep.RejectErr == nil {
+			rep.RejectErr = res.RejectErr
 		}
 		if len(res.Undelivered) > 0 {
 			rep.Requeued += len(res.Undelivered)
