@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
@@ -662,33 +662,15 @@ func TestSnapStartRestore(t *testing.T) {
 	}
 }
 
-var (
-	testextOnce sync.Once
-	testextPath string
-	testextErr  error
-)
-
 // withTestext returns an extensions directory holding the extension and the
 // emulator's small test extension, which writes a line for every event it
 // gets: a second extension whose log lines Lambda captures (contract §2.3,
 // type "extension").
 func withTestext(t *testing.T) string {
 	t.Helper()
-	testextOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "testext-")
-		if err != nil {
-			testextErr = err
-			return
-		}
-		testextPath = filepath.Join(dir, "testext")
-		cmd := exec.Command("go", "build", "-o", testextPath, "./sandbox/internal/testext")
-		cmd.Dir = ".."
-		if out, err := cmd.CombinedOutput(); err != nil {
-			testextErr = fmt.Errorf("building the test extension: %w: %s", err, out)
-		}
-	})
-	if testextErr != nil {
-		t.Fatal(testextErr)
+	testextPath, err := gobuild.Binary(gobuild.Module + "/sandbox/internal/testext")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	for _, src := range []string{filepath.Join(e2etest.ExtensionDir(t), e2etest.ExtensionName), testextPath} {

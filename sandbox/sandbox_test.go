@@ -7,41 +7,23 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
-)
-
-var (
-	buildOnce sync.Once
-	testExt   string
-	buildErr  error
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 )
 
 // testExtension builds the test extension once and returns a directory
 // holding it under name.
 func testExtension(t *testing.T, name string) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "testext-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		testExt = filepath.Join(dir, "testext")
-		out, err := exec.Command("go", "build", "-o", testExt, "./internal/testext").CombinedOutput()
-		if err != nil {
-			buildErr = errors.New(string(out))
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	testExt, err := gobuild.Binary(gobuild.Module + "/sandbox/internal/testext")
+	if err != nil {
+		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	data, err := os.ReadFile(testExt)

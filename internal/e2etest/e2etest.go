@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
@@ -25,10 +25,6 @@ import (
 const ExtensionName = "grafana-loki-extension"
 
 var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-
 	lokiOnce sync.Once
 	loki     *lokiserver.Server
 	lokiErr  error
@@ -38,37 +34,11 @@ var (
 // directory that holds only it, as /opt/extensions would.
 func ExtensionDir(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		root, err := moduleRoot()
-		if err != nil {
-			buildErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "extensions-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, ExtensionName), ".")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("building the extension: %w: %s", err, out)
-			return
-		}
-		buildDir = dir
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildDir
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
+	bin, err := gobuild.Binary(gobuild.Module)
 	if err != nil {
-		return "", fmt.Errorf("finding the module: %w", err)
+		t.Fatal(err)
 	}
-	return filepath.Dir(strings.TrimSpace(string(out))), nil
+	return filepath.Dir(bin)
 }
 
 // LokiBinary returns the Loki binary, or skips the test with one line that
