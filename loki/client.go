@@ -282,7 +282,11 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 			}
 			return true
 		case err != nil:
-			lastErr = err
+			// An attempt cut short by the window's end says less than the
+			// failure before it (connection refused, say): keep that one.
+			if ctx.Err() == nil || lastErr == nil {
+				lastErr = err
+			}
 		default:
 			lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, status, shortMessage(msg))
 		}
