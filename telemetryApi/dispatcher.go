@@ -78,7 +78,7 @@ func (d *Dispatcher) Flush(ctx context.Context, force bool) FlushReport {
 		return rep
 	}
 	defer func() { <-d.turn }()
-	if !force && d.queue.Len() < d.minBatch {
+	if !force && d.queue.Len() < d.minBatch && !d.holdingTooLong() {
 		rep.Skipped = true
 	}
 	for !rep.Skipped && ctx.Err() == nil {
@@ -108,6 +108,18 @@ func (d *Dispatcher) Flush(ctx context.Context, force bool) FlushReport {
 	rep.Remaining = d.queue.Len()
 	rep.Took = time.Since(start)
 	return rep
+}
+
+// maxHold is how old the oldest queued line may grow before it is pushed
+// whatever the minimum batch size. Loki takes a line only up to about an
+// hour older than the newest line of its stream, which the function's other
+// sandboxes keep moving forward; a line held longer would be refused.
+const maxHold = 30 * time.Minute
+
+// holdingTooLong reports whether the oldest queued entry is past maxHold.
+func (d *Dispatcher) holdingTooLong() bool {
+	oldest, ok := d.queue.Oldest()
+	return ok && !oldest.IsZero() && time.Since(oldest) > maxHold
 }
 
 // takeTurn waits for the flush in progress, if any, to end; false when ctx

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
@@ -42,19 +43,28 @@ func TestDispatcherFlush(t *testing.T) {
 		wantDelivered int
 		wantRemaining int
 		wantSkipped   bool
+		heldLong      bool // the lines were written longer than maxHold ago
 	}{
-		{"below the minimum batch waits", 3, 10, false, fakePusher{}, 0, 0, 3, true},
-		{"at the minimum batch pushes", 10, 10, false, fakePusher{}, 1, 10, 0, false},
-		{"forced (SHUTDOWN) pushes whatever is there", 3, 10, true, fakePusher{}, 1, 3, 0, false},
-		{"undelivered go back to the queue", 5, 1, false, fakePusher{undelivered: 2}, 1, 3, 2, false},
-		{"rejected are counted, not requeued", 5, 1, false, fakePusher{rejected: 2}, 1, 3, 0, false},
-		{"more than one take", takeSize + 5, 1, false, fakePusher{}, 2, takeSize + 5, 0, false},
-		{"empty queue", 0, 1, true, fakePusher{}, 0, 0, 0, false},
+		{"below the minimum batch waits", 3, 10, false, fakePusher{}, 0, 0, 3, true, false},
+		{"at the minimum batch pushes", 10, 10, false, fakePusher{}, 1, 10, 0, false, false},
+		{"forced (SHUTDOWN) pushes whatever is there", 3, 10, true, fakePusher{}, 1, 3, 0, false, false},
+		{"undelivered go back to the queue", 5, 1, false, fakePusher{undelivered: 2}, 1, 3, 2, false, false},
+		{"rejected are counted, not requeued", 5, 1, false, fakePusher{rejected: 2}, 1, 3, 0, false, false},
+		{"more than one take", takeSize + 5, 1, false, fakePusher{}, 2, takeSize + 5, 0, false, false},
+		{"empty queue", 0, 1, true, fakePusher{}, 0, 0, 0, false, false},
+		// Loki refuses lines about an hour older than its stream's newest.
+		{"below the minimum batch but held past maxHold pushes", 3, 10, false, fakePusher{}, 1, 3, 0, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			q := NewQueue(1_000_000, 1<<30)
-			q.Put(lines("l", tt.queued))
+			entries := lines("l", tt.queued)
+			if tt.heldLong {
+				for i := range entries {
+					entries[i].Time = time.Now().Add(-maxHold - time.Minute)
+				}
+			}
+			q.Put(entries)
 			d := NewDispatcher(q, &tt.pusher, tt.minBatch)
 			rep := d.Flush(t.Context(), tt.force)
 			if len(tt.pusher.pushed) != tt.wantPushes || rep.Delivered != tt.wantDelivered || rep.Remaining != tt.wantRemaining || rep.Skipped != tt.wantSkipped {

@@ -3,6 +3,7 @@ package telemetryApi
 import (
 	"math"
 	"sync"
+	"time"
 
 	"github.com/golang-collections/go-datastructures/queue"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
@@ -135,6 +136,16 @@ func (q *Queue) TakeUpTo(maxEntries, maxBytes int) []loki.Entry {
 		q.head = nil // let the batch's backing array go
 	}
 	return out
+}
+
+// Oldest returns the time of the oldest entry queued; false when empty.
+func (q *Queue) Oldest() (time.Time, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.head) == 0 && !q.popBatchIntoHead() {
+		return time.Time{}, false
+	}
+	return q.head[0].Time, true
 }
 
 // Len is the number of entries queued.
