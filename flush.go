@@ -137,7 +137,7 @@ func (f *flusher) loop(ctx context.Context) {
 	const backlogRetry = time.Second
 	var backlogPausedUntil time.Time
 	for {
-		kicked := false
+		kicked, backlogged := false, false
 		select {
 		case <-ctx.Done():
 			return
@@ -148,6 +148,7 @@ func (f *flusher) loop(ctx context.Context) {
 			if time.Now().Before(backlogPausedUntil) {
 				continue
 			}
+			backlogged = true
 		}
 		if kicked && f.x.telemetry {
 			if id := f.takeAwaited(); id != "" {
@@ -155,7 +156,9 @@ func (f *flusher) loop(ctx context.Context) {
 			}
 		}
 		flushCtx, cancel := context.WithTimeout(ctx, f.x.cfg.FlushTimeout)
-		rep := f.x.dispatcher.Flush(flushCtx, false)
+		// A backlog goes out whatever DISPATCH_MIN_BATCH_SIZE says: waiting
+		// for the batch would let the queue's bound drop the oldest lines.
+		rep := f.x.dispatcher.Flush(flushCtx, backlogged)
 		cancel()
 		f.x.report("background", rep)
 		if rep.Requeued > 0 {

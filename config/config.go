@@ -166,6 +166,10 @@ func Load(lookup LookupFunc) (Config, error) {
 	cfg.FlushTimeout = r.millis("FLUSH_TIMEOUT_MS", DefaultFlushTimeout, 10, 60_000)
 	cfg.QueueMaxEntries = r.intIn("QUEUE_MAX_ENTRIES", DefaultQueueMaxEntries, 100, 10_000_000)
 	cfg.QueueMaxBytes = r.intIn("QUEUE_MAX_BYTES", DefaultQueueMaxBytes, 1024*1024, 1024*1024*1024)
+	if cfg.DispatchMinBatchSize > cfg.QueueMaxEntries/2 {
+		// The queue would drop its oldest lines before the batch is ever full.
+		r.fail("DISPATCH_MIN_BATCH_SIZE", "must be at most half of QUEUE_MAX_ENTRIES (%d), got %d", cfg.QueueMaxEntries/2, cfg.DispatchMinBatchSize)
+	}
 	cfg.ShipPlatformLogs = r.boolean("SHIP_PLATFORM_LOGS", false)
 	cfg.ShipExtensionLogs = r.boolean("SHIP_EXTENSION_LOGS", false)
 

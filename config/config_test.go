@@ -88,6 +88,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"IP that is a URL", []string{"LOKI_IP", "http://x"}, "LOKI_IP", "use LOKI_URL"},
 		{"batch size not a number", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "ten"}, "DISPATCH_MIN_BATCH_SIZE", "whole number"},
 		{"batch size zero", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "0"}, "DISPATCH_MIN_BATCH_SIZE", "between 1"},
+		{"batch size the queue cannot hold", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "60000"}, "DISPATCH_MIN_BATCH_SIZE", "half of QUEUE_MAX_ENTRIES (50000)"},
 		{"maxItems below Lambda's minimum (contract §2.1)", []string{"LOKI_IP", "x", "TELEMETRY_MAX_ITEMS", "10"}, "TELEMETRY_MAX_ITEMS", "between 1000 and 10000"},
 		{"maxBytes above Lambda's maximum", []string{"LOKI_IP", "x", "TELEMETRY_MAX_BYTES", "2000000"}, "TELEMETRY_MAX_BYTES", "between 262144 and 1048576"},
 		{"timeoutMs below 25", []string{"LOKI_IP", "x", "TELEMETRY_TIMEOUT_MS", "5"}, "TELEMETRY_TIMEOUT_MS", "between 25 and 30000"},

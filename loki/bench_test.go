@@ -37,7 +37,7 @@ func BenchmarkEncode(b *testing.B) {
 	c := benchClient(b, "http://127.0.0.1:1/api/prom/push")
 	b.ReportAllocs()
 	for b.Loop() {
-		c.enc.release(c.enc.encode(entries, c.labelsFor))
+		_ = c.enc.encode(entries, c.labelsFor)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(entries)), "ns/line")
 }

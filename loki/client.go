@@ -237,7 +237,6 @@ func (c *Client) Push(ctx context.Context, entries []Entry) Result {
 // when the entries were neither delivered nor rejected.
 func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) bool {
 	body := c.enc.encode(entries, c.labelsFor)
-	defer c.enc.release(body)
 	backoff := minBackoff
 	// lastErr becomes the result's error only if the request ends undelivered:
 	// a transient failure followed by success is no error.

@@ -74,7 +74,6 @@ type encoder struct {
 	groups []group
 	sizes  []int // encoded size of each entry message, by position in order
 	raw    []byte
-	bodies sync.Pool // *[]byte snappy output
 }
 
 // group is one stream of a push: its label set and its entries' place in
@@ -102,7 +101,7 @@ const (
 )
 
 // encode returns the body for entries, grouped into streams by labelsFor and
-// sorted by time within each stream. Give the body back with release.
+// sorted by time within each stream.
 func (enc *encoder) encode(entries []Entry, labelsFor func(*Entry) string) []byte {
 	enc.mu.Lock()
 	defer enc.mu.Unlock()
@@ -149,11 +148,10 @@ func (enc *encoder) encode(entries []Entry, labelsFor func(*Entry) string) []byt
 	}
 	enc.raw = raw
 
-	dst, _ := enc.bodies.Get().(*[]byte)
-	if dst == nil {
-		dst = new([]byte)
-	}
-	return snappy.Encode((*dst)[:cap(*dst)], raw)
+	// The compressed body is not pooled: an HTTP/2 transport may still be
+	// reading it after Do has returned an early answer (a 401 or 413 from a
+	// gateway), so it must not be reused for the next push.
+	return snappy.Encode(nil, raw)
 }
 
 // group fills enc.groups and enc.order: entries by stream, in the order the
@@ -237,9 +235,4 @@ func appendString(b []byte, tag byte, s string) []byte {
 	b = append(b, tag)
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
-}
-
-// release gives a body back for reuse.
-func (enc *encoder) release(body []byte) {
-	enc.bodies.Put(&body)
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -67,7 +68,7 @@ type Listener struct {
 	ln    net.Listener
 
 	done   runtimeDoneTracker
-	stamps stamper
+	stamps *stamper
 
 	lastReceived  atomic.Int64 // unix nanoseconds of the last batch
 	batches       atomic.Int64
@@ -91,7 +92,7 @@ func NewListener(cfg ListenerConfig, q *Queue) *Listener {
 		cfg.Log = logrus.New()
 		cfg.Log.SetOutput(io.Discard)
 	}
-	l := &Listener{cfg: cfg, queue: q}
+	l := &Listener{cfg: cfg, queue: q, stamps: newStamper()}
 	l.done.changed = make(chan struct{})
 	l.bufs.New = func() any { return new(bytes.Buffer) }
 	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 5 * time.Second}
@@ -147,6 +148,9 @@ func (l *Listener) Stats() ListenerStats {
 // sent, and then sends nothing for LostAfter, it returns ErrRuntimeDoneLost
 // instead of waiting on.
 func (l *Listener) WaitRuntimeDone(ctx context.Context, requestID string) (RuntimeDone, error) {
+	// Quiet is counted from the wait's start at the earliest: a batch from
+	// before a freeze says nothing about this invocation.
+	begun := time.Now().UnixNano()
 	for {
 		rd, ok, changed := l.done.take(requestID)
 		if ok {
@@ -154,13 +158,13 @@ func (l *Listener) WaitRuntimeDone(ctx context.Context, requestID string) (Runti
 		}
 		var lost <-chan time.Time
 		if l.cfg.LostAfter > 0 && l.lastDropped.Load() > l.lastDone.Load() {
-			quiet := time.Since(time.Unix(0, l.lastReceived.Load()))
+			quiet := time.Since(time.Unix(0, max(l.lastReceived.Load(), begun)))
 			if quiet >= l.cfg.LostAfter {
 				return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ErrRuntimeDoneLost)
 			}
 			timer := time.NewTimer(l.cfg.LostAfter - quiet)
-			lost = timer.C
 			defer timer.Stop()
+			lost = timer.C
 		}
 		select {
 		case <-changed:
@@ -262,7 +266,9 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			}
 		case TypePlatformRuntimeDone:
 			var rd RuntimeDone
-			if !l.decodeRecord(ev, &rd) {
+			// A field of an unexpected type must not cost the signal the
+			// lifecycle waits for: the request ID is what counts.
+			if !l.decodeRecord(ev, &rd) && rd.RequestID == "" {
 				continue
 			}
 			if rd.Status != "" && rd.Status != "success" {
@@ -411,12 +417,29 @@ func decodeLeniently(body []byte) (events []Event, skipped int, err error) {
 // repeated or slightly older time is moved just past the stream's last one,
 // a nanosecond at a time, so it stays inside the same millisecond (and a
 // retried push carries the same stamps, which Loki still deduplicates).
+//
+// Every sandbox of a function writes to the same streams, so the sandbox's
+// own offset inside the millisecond (salt, drawn at random once) keeps two
+// sandboxes' copies of a line written in the same millisecond apart too.
 type stamper struct {
 	mu   sync.Mutex
 	last [3]time.Time // by loki.StreamType
+	salt time.Duration
+}
+
+// newStamper returns a stamper with this sandbox's random offset, short of
+// a millisecond by room for the repeats it then adds nanosecond by
+// nanosecond.
+func newStamper() *stamper {
+	return &stamper{salt: rand.N(900 * time.Microsecond)}
 }
 
 func (s *stamper) unique(stream loki.StreamType, t time.Time) time.Time {
+	if t.Nanosecond()%int(time.Millisecond) == 0 {
+		// Lambda's millisecond times only; a finer time (a JSON record's
+		// own timestamp, say) is kept as it is.
+		t = t.Add(s.salt)
+	}
 	i := int(stream) % len(s.last)
 	s.mu.Lock()
 	defer s.mu.Unlock()

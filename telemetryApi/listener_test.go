@@ -285,6 +285,7 @@ func TestOddEventsDoNotCostTheBatch(t *testing.T) {
 		{"elements that are not events", `[42, "text", null, {"type":7},
 			{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"},
 			{"time":"2024-01-01T00:00:00.002Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`, 200, 1, true, 4},
+		{"a runtimeDone with a field of an odd type still ends the wait", `[{"time":"2024-01-01T00:00:00.002Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success","metrics":{"durationMs":"fast","producedBytes":8.5}}}]`, 200, 0, true, 0},
 		{"not an array at all", `{"time":"x"}`, 400, 0, false, 0},
 		{"cut short", `[{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"`, 400, 0, false, 0},
 	}
@@ -310,6 +311,43 @@ func TestOddEventsDoNotCostTheBatch(t *testing.T) {
 // Loki keeps one of several entries with equal stream, time and line, and
 // Lambda's times have millisecond precision: lines repeated within a
 // millisecond get distinct stamps inside that millisecond.
+// A drop reported before a freeze must not end the next invocation's wait
+// at once: quiet counts from the wait's start at the earliest.
+func TestWaitRuntimeDoneQuietCountsFromTheWait(t *testing.T) {
+	l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20))
+	post(l, http.MethodPost, `[{"time":"2024-01-01T00:00:00.001Z","type":"platform.logsDropped","record":{"droppedBytes":1,"droppedRecords":1,"reason":"slow"}}]`)
+	time.Sleep(150 * time.Millisecond) // frozen between invocations
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		post(l, http.MethodPost, `[{"time":"2024-01-01T00:00:01.000Z","type":"platform.runtimeDone","record":{"requestId":"r2","status":"success"}}]`)
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	if _, err := l.WaitRuntimeDone(ctx, "r2"); err != nil {
+		t.Fatalf("the wait gave up: %v", err)
+	}
+}
+
+// Each sandbox moves Lambda's millisecond times by its own offset inside the
+// millisecond, so that sandboxes writing the same line in the same
+// millisecond to the same stream keep both copies; finer times are kept.
+func TestStamperSalt(t *testing.T) {
+	ms := time.Date(2024, 1, 1, 0, 0, 0, 5_000_000, time.UTC)
+	s := &stamper{salt: 500 * time.Microsecond}
+	if got := s.unique(loki.StreamFunction, ms); !got.Equal(ms.Add(500 * time.Microsecond)) {
+		t.Errorf("millisecond time stamped %s", got.Format(time.RFC3339Nano))
+	}
+	fine := ms.Add(time.Second + 1234)
+	if got := s.unique(loki.StreamFunction, fine); !got.Equal(fine) {
+		t.Errorf("finer time stamped %s", got.Format(time.RFC3339Nano))
+	}
+	for range 1000 {
+		if salt := newStamper().salt; salt < 0 || salt >= 900*time.Microsecond {
+			t.Fatalf("salt %s", salt)
+		}
+	}
+}
+
 func TestStamperKeepsRepeatsApart(t *testing.T) {
 	ms := time.Date(2024, 1, 1, 0, 0, 0, 5_000_000, time.UTC)
 	tests := []struct {
