@@ -217,6 +217,9 @@ func (x *extension) run(ctx context.Context) int {
 			failures++
 			x.log.WithError(err).Error("asking the Extensions API for the next event failed")
 			if failures >= maxNextFailures {
+				// The sandbox is beyond saving: push what can be pushed, count
+				// the rest, then say why the extension stops.
+				x.onShutdown(extensionApi.Event{EventType: extensionApi.Shutdown, ShutdownReason: "next failed"})
 				_ = x.ext.ExitError(ctx, "Extension.NextFailed", err)
 				return 1
 			}
