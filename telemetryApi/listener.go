@@ -37,14 +37,16 @@ type ListenerConfig struct {
 	// Log is the extension's own log.
 	Log *logrus.Logger
 	// LostAfter is how long WaitRuntimeDone keeps waiting, once Lambda has
-	// reported dropped records during the wait, after the last batch came:
+	// reported dropped records since its last runtimeDone, after the last
+	// batch came (or the wait began, if later):
 	// the runtimeDone may have been among the records dropped, and waiting
 	// for it until the deadline would be billed. Zero waits until ctx ends.
 	LostAfter time.Duration
 }
 
 // ErrRuntimeDoneLost says WaitRuntimeDone gave up: Lambda dropped records
-// during the wait and no telemetry came for ListenerConfig.LostAfter.
+// since its last runtimeDone and no telemetry came for
+// ListenerConfig.LostAfter.
 var ErrRuntimeDoneLost = errors.New("records were dropped by Lambda (platform.logsDropped) and no telemetry followed: the runtimeDone may have been among them")
 
 // ListenerStats counts what the listener received.
@@ -156,20 +158,25 @@ func (l *Listener) WaitRuntimeDone(ctx context.Context, requestID string) (Runti
 		if ok {
 			return rd, nil
 		}
-		var lost <-chan time.Time
+		var lost *time.Timer
+		var lostC <-chan time.Time
 		if l.cfg.LostAfter > 0 && l.lastDropped.Load() > l.lastDone.Load() {
 			quiet := time.Since(time.Unix(0, max(l.lastReceived.Load(), begun)))
 			if quiet >= l.cfg.LostAfter {
 				return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ErrRuntimeDoneLost)
 			}
-			timer := time.NewTimer(l.cfg.LostAfter - quiet)
-			defer timer.Stop()
-			lost = timer.C
+			lost = time.NewTimer(l.cfg.LostAfter - quiet)
+			lostC = lost.C
 		}
 		select {
 		case <-changed:
-		case <-lost:
+		case <-lostC:
 		case <-ctx.Done():
+		}
+		if lost != nil {
+			lost.Stop()
+		}
+		if ctx.Err() != nil {
 			return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ctx.Err())
 		}
 	}
@@ -239,6 +246,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 	flush := func() {
 		if len(entries) > 0 {
 			l.lines.Add(int64(len(entries)))
+			l.stamps.stamp(entries)
 			l.queue.Put(entries)
 			entries = nil
 		}
@@ -247,7 +255,6 @@ func (l *Listener) handle(events []Event, received time.Time) {
 		if entries == nil {
 			entries = make([]loki.Entry, 0, len(events))
 		}
-		e.Time = l.stamps.unique(e.Stream, e.Time)
 		entries = append(entries, e)
 	}
 	for i := range events {
@@ -434,15 +441,24 @@ func newStamper() *stamper {
 	return &stamper{salt: rand.N(900 * time.Microsecond)}
 }
 
-func (s *stamper) unique(stream loki.StreamType, t time.Time) time.Time {
+// stamp gives a batch's entries, in order, their stamps: one lock a batch,
+// since two batches may be handled at once.
+func (s *stamper) stamp(entries []loki.Entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range entries {
+		entries[i].Time = s.next(entries[i].Stream, entries[i].Time)
+	}
+}
+
+// next returns the stamp for an entry of stream written at t; s.mu held.
+func (s *stamper) next(stream loki.StreamType, t time.Time) time.Time {
 	if t.Nanosecond()%int(time.Millisecond) == 0 {
 		// Lambda's millisecond times only; a finer time (a JSON record's
 		// own timestamp, say) is kept as it is.
 		t = t.Add(s.salt)
 	}
 	i := int(stream) % len(s.last)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	last := s.last[i]
 	switch {
 	case t.After(last):

@@ -334,11 +334,11 @@ func TestWaitRuntimeDoneQuietCountsFromTheWait(t *testing.T) {
 func TestStamperSalt(t *testing.T) {
 	ms := time.Date(2024, 1, 1, 0, 0, 0, 5_000_000, time.UTC)
 	s := &stamper{salt: 500 * time.Microsecond}
-	if got := s.unique(loki.StreamFunction, ms); !got.Equal(ms.Add(500 * time.Microsecond)) {
+	if got := s.next(loki.StreamFunction, ms); !got.Equal(ms.Add(500 * time.Microsecond)) {
 		t.Errorf("millisecond time stamped %s", got.Format(time.RFC3339Nano))
 	}
 	fine := ms.Add(time.Second + 1234)
-	if got := s.unique(loki.StreamFunction, fine); !got.Equal(fine) {
+	if got := s.next(loki.StreamFunction, fine); !got.Equal(fine) {
 		t.Errorf("finer time stamped %s", got.Format(time.RFC3339Nano))
 	}
 	for range 1000 {
@@ -365,7 +365,7 @@ func TestStamperKeepsRepeatsApart(t *testing.T) {
 	}
 	var s stamper
 	for _, tt := range tests {
-		if got := s.unique(tt.stream, tt.in); !got.Equal(tt.want) {
+		if got := s.next(tt.stream, tt.in); !got.Equal(tt.want) {
 			t.Errorf("%s: %s, want %s", tt.name, got.Format(time.RFC3339Nano), tt.want.Format(time.RFC3339Nano))
 		}
 	}
