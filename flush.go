@@ -20,10 +20,10 @@ import (
 // then only has the rest to send.
 //
 // A push cut off by a freeze fails on its timeout after the thaw and its
-// lines go back to the front of the queue. A thaw always comes with work
-// for this loop (the INVOKE that thawed the sandbox kicks it, or the tick
-// missed while frozen fires at once, or SHUTDOWN drains), so they are sent
-// again right after the thaw. Loki ignores exact duplicates, so a push that
+// lines go back to the front of the queue. Every thaw is followed by a push
+// (adaptive mode: the INVOKE that thawed the sandbox kicks this loop; timed
+// modes: the tick missed while frozen fires at once; end mode: the push
+// before /next; and SHUTDOWN drains), so they are sent again right after. Loki ignores exact duplicates, so a push that
 // reached Loki before the freeze costs nothing twice.
 type flusher struct {
 	x        *extension
