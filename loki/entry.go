@@ -46,8 +46,16 @@ type Entry struct {
 	// Stream says which label set the entry is pushed under.
 	Stream StreamType
 	// Level is the record's log level when the function logs in JSON format;
-	// it becomes a label only when the client is configured for it.
+	// it becomes a label only when the client is configured for it, and is
+	// sent as structured metadata.
 	Level string
+	// RequestID is the invocation the line belongs to ("" for init lines),
+	// sent as structured metadata, never as a label.
+	RequestID string
+	// TraceID is the invocation's trace ID in the W3C/OpenTelemetry form (32
+	// hex digits) when the function has active tracing, sent as structured
+	// metadata.
+	TraceID string
 }
 
 // entryOverhead approximates the bytes an entry costs beyond its line: the
