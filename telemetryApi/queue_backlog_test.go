@@ -14,6 +14,7 @@ import (
 func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 	entry := func(s string) loki.Entry { return loki.Entry{Line: s} }
 	big := strings.Repeat("b", 100)
+	ov := loki.Entry{}.Size() // what an entry counts beyond its line
 	tests := []struct {
 		name        string
 		batches     [][]loki.Entry
@@ -22,10 +23,10 @@ func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 		want        int
 		wantBytesIn int // bytes left queued
 	}{
-		{"entries bound", [][]loki.Entry{lines("a", 5)}, 3, 1 << 20, 3, 2 * (2 + 32)},
-		{"bytes bound inside a batch", [][]loki.Entry{{entry(big), entry(big), entry(big)}}, 10, 2 * (100 + 32), 2, 132},
-		{"bytes bound across batches", [][]loki.Entry{{entry(big)}, {entry(big)}, {entry(big)}}, 10, 2*132 + 10, 2, 132},
-		{"one entry larger than the bound", [][]loki.Entry{{entry(big), entry("x")}}, 10, 10, 1, 33},
+		{"entries bound", [][]loki.Entry{lines("a", 5)}, 3, 1 << 20, 3, 2 * (2 + ov)},
+		{"bytes bound inside a batch", [][]loki.Entry{{entry(big), entry(big), entry(big)}}, 10, 2 * (100 + ov), 2, 100 + ov},
+		{"bytes bound across batches", [][]loki.Entry{{entry(big)}, {entry(big)}, {entry(big)}}, 10, 2*(100+ov) + 10, 2, 100 + ov},
+		{"one entry larger than the bound", [][]loki.Entry{{entry(big), entry("x")}}, 10, 10, 1, 1 + ov},
 		{"everything fits", [][]loki.Entry{lines("a", 2), lines("b", 2)}, 10, 1 << 20, 4, 0},
 	}
 	for _, tt := range tests {
@@ -51,7 +52,7 @@ func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 
 func TestQueueBacklogSignal(t *testing.T) {
 	q := NewQueue(1000, 1<<20)
-	backlog := q.NotifyBacklog(10 * (2 + 32))
+	backlog := q.NotifyBacklog(10 * (2 + loki.Entry{}.Size()))
 	signalled := func() bool {
 		select {
 		case <-backlog:
