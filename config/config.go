@@ -116,9 +116,6 @@ const (
 	DefaultListenerPort         = 4323
 	DefaultMinBatchSize         = 1
 	DefaultFlushTimeout         = 2000 * time.Millisecond
-	DefaultLokiTimeout          = 1500 * time.Millisecond
-	DefaultMaxLineBytes         = 256*1024 - 1024
-	DefaultMaxRequestBytes      = 1024 * 1024
 	DefaultQueueMaxEntries      = 100_000
 	DefaultQueueMaxBytes        = 16 * 1024 * 1024
 	DefaultTelemetryMaxItems    = 1000
@@ -184,17 +181,40 @@ func Load(lookup LookupFunc) (Config, error) {
 		BearerToken:     r.str("LOKI_BEARER_TOKEN", ""),
 		TenantID:        r.str("LOKI_TENANT_ID", ""),
 		CAFile:          r.str("LOKI_CA_FILE", ""),
-		RequestTimeout:  r.millis("LOKI_TIMEOUT_MS", DefaultLokiTimeout, 10, 60_000),
-		MaxLineBytes:    r.intIn("LOKI_MAX_LINE_BYTES", DefaultMaxLineBytes, 1024, 16*1024*1024),
-		MaxRequestBytes: r.intIn("LOKI_MAX_REQUEST_BYTES", DefaultMaxRequestBytes, 64*1024, 64*1024*1024),
+		RequestTimeout:  r.millis("LOKI_TIMEOUT_MS", loki.DefaultRequestTimeout, 10, 60_000),
+		MaxLineBytes:    r.intIn("LOKI_MAX_LINE_BYTES", loki.DefaultMaxLineBytes, 1024, 16*1024*1024),
+		MaxRequestBytes: r.intIn("LOKI_MAX_REQUEST_BYTES", loki.DefaultMaxRequestBytes, 64*1024, 64*1024*1024),
 	}
-	if cfg.Loki.Password != "" && cfg.Loki.Username == "" {
-		r.fail("LOKI_USERNAME", "must be set when LOKI_PASSWORD is set")
+	r.lokiAuth(&cfg.Loki)
+	if need := loki.MinRequestBytes(cfg.Loki.MaxLineBytes, cfg.Loki.Labels); cfg.Loki.MaxRequestBytes < need {
+		r.fail("LOKI_MAX_REQUEST_BYTES", "must be at least %d to hold one line of LOKI_MAX_LINE_BYTES=%d with its labels and metadata (one request never exceeds LOKI_MAX_REQUEST_BYTES); raise it or lower LOKI_MAX_LINE_BYTES", need, cfg.Loki.MaxLineBytes)
 	}
-	if cfg.Loki.BearerToken != "" && (cfg.Loki.Username != "" || cfg.Loki.Password != "") {
-		r.fail("LOKI_BEARER_TOKEN", "cannot be combined with LOKI_USERNAME/LOKI_PASSWORD; choose one kind of auth")
+	if cfg.Loki.CAFile != "" {
+		if _, err := loki.LoadCAs(cfg.Loki.CAFile); err != nil {
+			r.fail("LOKI_CA_FILE", "%v", err)
+		}
 	}
 	return cfg, r.err()
+}
+
+// lokiAuth checks the credentials: one kind of auth, each value one that an
+// HTTP header can carry. No message repeats a value.
+func (r *reader) lokiAuth(c *loki.Config) {
+	if c.Password != "" && c.Username == "" {
+		r.fail("LOKI_USERNAME", "must be set when LOKI_PASSWORD is set")
+	}
+	if c.BearerToken != "" && (c.Username != "" || c.Password != "") {
+		r.fail("LOKI_BEARER_TOKEN", "cannot be combined with LOKI_USERNAME/LOKI_PASSWORD; choose one kind of auth")
+	}
+	if u, err := url.Parse(c.URL); err == nil && u.User != nil && (c.Username != "" || c.BearerToken != "") {
+		// The URL's password would be silently dropped for the other one.
+		r.fail("LOKI_URL", "holds a user name or password, and LOKI_USERNAME or LOKI_BEARER_TOKEN is set too; give the credentials in one place")
+	}
+	for name, v := range map[string]string{"LOKI_TENANT_ID": c.TenantID, "LOKI_BEARER_TOKEN": c.BearerToken} {
+		if err := loki.ValidateHeaderValue(v); err != nil {
+			r.fail(name, "%v", err)
+		}
+	}
 }
 
 // reader collects one error per bad variable so that Load reports them all at once.
@@ -296,20 +316,12 @@ func (r *reader) flushStrategy(name string) FlushStrategy {
 }
 
 // lokiURL returns the push URL from LOKI_URL, or from LOKI_IP as the article
-// configured it (http://$LOKI_IP:3100/api/prom/push).
+// configured it (http://$LOKI_IP:3100/api/prom/push). No message repeats the
+// value: it may hold a password or a token.
 func (r *reader) lokiURL() string {
 	if raw := r.str("LOKI_URL", ""); raw != "" {
-		u, err := url.Parse(raw)
-		switch {
-		case err != nil:
-			// url's error repeats the input, which may hold a password.
-			r.fail("LOKI_URL", "not a valid URL")
-			return ""
-		case u.Scheme != "http" && u.Scheme != "https":
-			r.fail("LOKI_URL", "scheme must be http or https, got %q", u.Scheme)
-			return ""
-		case u.Host == "":
-			r.fail("LOKI_URL", "has no host")
+		if _, err := loki.ParsePushURL(raw); err != nil {
+			r.fail("LOKI_URL", "%v", err)
 			return ""
 		}
 		return raw
@@ -319,16 +331,20 @@ func (r *reader) lokiURL() string {
 		r.fail("LOKI_URL", "neither LOKI_URL nor LOKI_IP is set, so there is nowhere to ship logs; set LOKI_URL to Loki's push URL (for example https://loki.example.com/loki/api/v1/push) or LOKI_IP to its address")
 		return ""
 	}
+	if strings.ContainsAny(ip, "/@?# ") {
+		r.fail("LOKI_IP", "want a host name or IP address (optionally :port), but it holds a '/', '@', '?', '#' or space; use LOKI_URL for a full URL")
+		return ""
+	}
 	host := ip
 	if _, _, err := net.SplitHostPort(ip); err != nil {
 		host = net.JoinHostPort(strings.Trim(ip, "[]"), strconv.Itoa(DefaultLokiPort))
 	}
-	if strings.ContainsAny(ip, "/@ ") {
-		// The value is not repeated: user:password@host would end up in the log.
-		r.fail("LOKI_IP", "want a host name or IP address (optionally :port), but it holds a '/', '@' or space; use LOKI_URL for a full URL")
+	push := "http://" + host + DefaultLokiPushPath
+	if _, err := loki.ParsePushURL(push); err != nil {
+		r.fail("LOKI_IP", "want a host name or IP address (optionally :port): the address %v", err)
 		return ""
 	}
-	return "http://" + host + DefaultLokiPushPath
+	return push
 }
 
 // labels parses LOKI_LABELS=key=value,key=value into dst, validating names
@@ -351,7 +367,9 @@ func (r *reader) labels(name string, dst map[string]string) {
 		case !ok || value == "":
 			bad = append(bad, fmt.Sprintf("%q is not key=value", pair))
 		case loki.ValidateLabelName(key) != nil:
-			bad = append(bad, fmt.Sprintf("label name %q is invalid: Loki label names match [a-zA-Z_][a-zA-Z0-9_]* and do not start with __", key))
+			bad = append(bad, fmt.Sprintf("label name %q is invalid: Loki label names match [a-zA-Z_][a-zA-Z0-9_]*, do not start with __ and have at most %d characters", key, loki.MaxLabelNameLength))
+		case loki.ValidateLabel(key, value) != nil:
+			bad = append(bad, fmt.Sprintf("label %q: %v", key, loki.ValidateLabel(key, value)))
 		case key == "source" || key == "function" || key == "type" || key == "level":
 			bad = append(bad, fmt.Sprintf("label %q is set by the extension and cannot be overridden", key))
 		case seen[key]:
