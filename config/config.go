@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,9 +95,17 @@ type Config struct {
 	// Buffering is the Telemetry API subscription's buffering.
 	Buffering Buffering
 	// QueueMaxEntries and QueueMaxBytes bound the lines held in memory;
-	// past them the oldest lines are dropped and counted.
+	// past them the oldest lines go to the spill file, or are dropped and
+	// counted when it is off or full.
 	QueueMaxEntries int
 	QueueMaxBytes   int
+	// SpillDir is the spill file's directory; SpillMaxBytes bounds it (0:
+	// no spill).
+	SpillDir      string
+	SpillMaxBytes int64
+	// OutageRetryMax is the longest wait between background attempts while
+	// Loki is away.
+	OutageRetryMax time.Duration
 
 	// ShipPlatformLogs adds START/END/REPORT lines on a type="platform" stream.
 	ShipPlatformLogs bool
@@ -118,6 +128,8 @@ const (
 	DefaultFlushTimeout         = 2000 * time.Millisecond
 	DefaultQueueMaxEntries      = 100_000
 	DefaultQueueMaxBytes        = 16 * 1024 * 1024
+	DefaultSpillMaxBytes        = 128 * 1024 * 1024
+	DefaultOutageRetryMax       = 30 * time.Second
 	DefaultTelemetryMaxItems    = 1000
 	DefaultTelemetryMaxBytes    = 262_144
 	DefaultTelemetryTimeoutMs   = 25
@@ -163,6 +175,16 @@ func Load(lookup LookupFunc) (Config, error) {
 	cfg.FlushTimeout = r.millis("FLUSH_TIMEOUT_MS", DefaultFlushTimeout, 10, 60_000)
 	cfg.QueueMaxEntries = r.intIn("QUEUE_MAX_ENTRIES", DefaultQueueMaxEntries, 100, 10_000_000)
 	cfg.QueueMaxBytes = r.intIn("QUEUE_MAX_BYTES", DefaultQueueMaxBytes, 1024*1024, 1024*1024*1024)
+	cfg.SpillMaxBytes = int64(r.intIn("QUEUE_SPILL_MAX_BYTES", DefaultSpillMaxBytes, 0, 64*1024*1024*1024))
+	if cfg.SpillMaxBytes > 0 && cfg.SpillMaxBytes < 4*1024*1024 {
+		r.fail("QUEUE_SPILL_MAX_BYTES", "must be 0 (no spill file) or at least 4194304 (4 MiB), got %d", cfg.SpillMaxBytes)
+		cfg.SpillMaxBytes = DefaultSpillMaxBytes
+	}
+	cfg.SpillDir = r.str("QUEUE_SPILL_DIR", filepath.Join(os.TempDir(), "grafana-loki-extension-spill"))
+	if !filepath.IsAbs(cfg.SpillDir) {
+		r.fail("QUEUE_SPILL_DIR", "want an absolute path, got %q", cfg.SpillDir)
+	}
+	cfg.OutageRetryMax = r.millis("OUTAGE_RETRY_MAX_MS", DefaultOutageRetryMax, 1000, 600_000)
 	if cfg.DispatchMinBatchSize > cfg.QueueMaxEntries/2 {
 		// The queue would drop its oldest lines before the batch is ever full.
 		r.fail("DISPATCH_MIN_BATCH_SIZE", "must be at most half of QUEUE_MAX_ENTRIES (%d), got %d", cfg.QueueMaxEntries/2, cfg.DispatchMinBatchSize)

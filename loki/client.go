@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
 )
 
 // Config configures a Client. Zero values take the documented defaults.
@@ -440,11 +442,16 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 		default:
 			lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, status, shortMessage(msg))
 		}
-		wait := max(jitter(backoff), res.RetryAfter)
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		if res.RetryAfter > 0 {
+			// Loki asked for a pause: the caller schedules the next attempt
+			// (Result.RetryAfter) rather than spending its budget asleep.
 			return giveUp()
 		}
-		if !sleep(ctx, wait) {
+		pause := jitter(backoff)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
+			return giveUp()
+		}
+		if !wait.Sleep(ctx, pause) {
 			return giveUp()
 		}
 		backoff = min(2*backoff, maxBackoff)
@@ -550,17 +557,6 @@ func retryAfter(h http.Header) time.Duration {
 // do not retry in step.
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // labelsFor returns the label string of an entry's stream, built once.

@@ -31,7 +31,7 @@ func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(1000, 1<<20)
+			q := NewQueue(1000, 1<<20, nil)
 			total := 0
 			for _, b := range tt.batches {
 				total += len(b)
@@ -51,7 +51,7 @@ func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 }
 
 func TestQueueBacklogSignal(t *testing.T) {
-	q := NewQueue(1000, 1<<20)
+	q := NewQueue(1000, 1<<20, nil)
 	backlog := q.NotifyBacklog(10 * (2 + loki.Entry{}.Size()))
 	signalled := func() bool {
 		select {
@@ -92,19 +92,19 @@ func (p *blockingPusher) Push(_ context.Context, entries []loki.Entry) loki.Resu
 // A flush waiting for one in progress gives up when its own budget ends:
 // a background push must not stretch the time before /next.
 func TestDispatcherWaitForAFlushInProgressIsBounded(t *testing.T) {
-	q := NewQueue(1000, 1<<20)
+	q := NewQueue(1000, 1<<20, nil)
 	p := &blockingPusher{started: make(chan struct{}), release: make(chan struct{})}
-	d := NewDispatcher(q, p, 1)
+	d := NewDispatcher(q, p, DispatcherConfig{})
 	q.Put(lines("a", 3))
 	done := make(chan FlushReport)
-	go func() { done <- d.Flush(context.Background(), false) }()
+	go func() { done <- d.Flush(context.Background(), FlushWindow) }()
 	<-p.started
 	q.Put(lines("b", 2))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	rep := d.Flush(ctx, true)
+	rep := d.Flush(ctx, FlushDrain)
 	if took := time.Since(start); took > time.Second || !errors.Is(rep.Err, context.DeadlineExceeded) || rep.Remaining != 2 || rep.Delivered != 0 {
 		t.Fatalf("waited %s: %+v", took, rep)
 	}
