@@ -80,7 +80,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 	x := &extension{
 		cfg: cfg, log: log, ext: ext, listener: l, queue: q, telemetry: true,
 		dispatcher: telemetryApi.NewDispatcher(q, pusher, telemetryApi.DispatcherConfig{
-			MinBatch: cfg.DispatchMinBatchSize, CatchUpBytes: backlogBytes, RetryMax: cfg.OutageRetryMax,
+			MinBatch: cfg.DispatchMinBatchSize, CatchUpBytes: backlogBytes, RetryMax: cfg.OutageRetryMax, Budget: cfg.FlushTimeout,
 		}),
 	}
 

@@ -163,7 +163,7 @@ func (f *flusher) loop(ctx context.Context) {
 			attempt.Reset(time.Until(at))
 			attemptC = attempt.C
 		}
-		kind := telemetryApi.FlushWindow
+		kind := telemetryApi.FlushTick
 		select {
 		case <-ctx.Done():
 			return
@@ -182,10 +182,9 @@ func (f *flusher) loop(ctx context.Context) {
 			kind = telemetryApi.FlushBacklog
 		}
 		attempt.Stop()
-		flushCtx, cancel := context.WithTimeout(ctx, f.cfg.budget)
-		rep := f.dispatcher.Flush(flushCtx, kind)
-		cancel()
-		f.report("background", rep)
+		// Not cut by a deadline: the dispatcher stops starting requests
+		// after its budget, and stop() ends one in flight.
+		f.report("background", f.dispatcher.Flush(ctx, kind))
 	}
 }
 

@@ -165,7 +165,9 @@ func nextEvent(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger
 func (x *extension) run(ctx context.Context) int {
 	x.flusher.start(ctx)
 	for {
+		x.dispatcher.AroundNext()
 		ev, err := nextEvent(ctx, x.ext, x.log)
+		x.dispatcher.AroundNext()
 		switch {
 		case err != nil && ctx.Err() != nil:
 			x.onShutdown(extensionApi.Event{EventType: extensionApi.Shutdown, ShutdownReason: "signal"})

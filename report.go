@@ -13,7 +13,7 @@ import (
 // totals add up the flushes over the extension's life; the background
 // flusher and the lifecycle both report.
 type totals struct {
-	mu                                                          sync.Mutex
+	mu                                                            sync.Mutex
 	delivered, rejected, unconfirmed, dropped, spilled, truncated int
 }
 

@@ -92,6 +92,11 @@ type Result struct {
 	// failed for a reason that may pass (connection refused or reset,
 	// timeout, 5xx, 429), false when the caller's budget simply ran out.
 	Unavailable bool
+	// TimedOut is true when the last attempt got no answer in time (its
+	// own timeout, or the caller's budget): it says nothing of Loki if the
+	// sandbox was frozen meanwhile. Stalled says it was: the attempt ended
+	// far later than its timeout allows, which only a stopped process does.
+	TimedOut, Stalled bool
 	// RetryAfter is how long Loki asked the client to wait (Retry-After of a
 	// 429 or 503) in its last answer, zero if it did not.
 	RetryAfter time.Duration
@@ -342,6 +347,11 @@ func (c *Client) Push(ctx context.Context, entries []Entry) Result {
 	return res
 }
 
+// stallMargin is how late past its timeout an attempt may end before it is
+// taken for one the process slept through: timers fire late on a loaded
+// machine by milliseconds, not by this much.
+const stallMargin = 250 * time.Millisecond
+
 // Limits on an entry's metadata, so that Size, and with it a request's
 // size, stays bounded whatever a record holds. The decoder keeps to them.
 const (
@@ -377,6 +387,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 	// a transient failure followed by success is no error.
 	var lastErr error
 	giveUp := func() bool {
+		res.TimedOut = errors.Is(lastErr, context.DeadlineExceeded) || lastErr == nil
 		if lastErr == nil {
 			lastErr = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
 		} else {
@@ -401,7 +412,9 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 			res.Retries++
 		}
 		res.Requests++
+		sent := time.Now()
 		status, header, msg, err := c.send(ctx, body)
+		res.Stalled = err != nil && time.Since(sent) > c.cfg.RequestTimeout+max(c.cfg.RequestTimeout/2, stallMargin)
 		res.RetryAfter = retryAfter(header)
 		switch {
 		case errors.Is(err, errBuildRequest):

@@ -3,6 +3,7 @@ package telemetryApi
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/loki"
@@ -27,11 +28,20 @@ const (
 // an outage holds it back.
 type FlushKind int
 
+//
+// The background kinds (FlushTick, FlushBacklog, FlushRetry) stop starting
+// requests once DispatcherConfig.Budget has passed, but never cut one in
+// flight: a request cut short may have been stored all the same, and Loki
+// recognises a resent entry only while it is among its stream's newest.
+// The others end with their context, which bounds the billed time.
 const (
-	// FlushWindow is an invocation's push (before /next, or on the
-	// background timer): it waits for the minimum batch, and is skipped
-	// while Loki is away, so that an outage costs the function no time.
+	// FlushWindow is an invocation's push before /next: it waits for the
+	// minimum batch, and is skipped while Loki is away, so that an outage
+	// costs the function no time.
 	FlushWindow FlushKind = iota
+	// FlushTick is the background counterpart of FlushWindow (periodic and
+	// adaptive modes, Managed Instances).
+	FlushTick
 	// FlushBacklog pushes as soon as a full request's worth is queued,
 	// whatever the minimum batch; skipped while Loki is away.
 	FlushBacklog
@@ -41,6 +51,8 @@ const (
 	// FlushDrain pushes everything, outage or not: SHUTDOWN.
 	FlushDrain
 )
+
+func (k FlushKind) background() bool { return k == FlushTick || k == FlushBacklog || k == FlushRetry }
 
 // DispatcherConfig tunes a Dispatcher; zero values take the defaults.
 type DispatcherConfig struct {
@@ -54,7 +66,13 @@ type DispatcherConfig struct {
 	// RetryMin and RetryMax bound the wait between background attempts
 	// during an outage (DefaultRetryMin, DefaultRetryMax).
 	RetryMin, RetryMax time.Duration
+	// Budget is how long a background flush starts new requests
+	// (DefaultBudget).
+	Budget time.Duration
 }
+
+// DefaultBudget is DispatcherConfig.Budget's default.
+const DefaultBudget = 2 * time.Second
 
 // Defaults of DispatcherConfig's retry bounds: the first attempt a second
 // after the failure, then doubling, up to half a minute, which keeps an
@@ -75,6 +93,10 @@ type Dispatcher struct {
 	pusher Pusher
 	cfg    DispatcherConfig
 	outage outage
+	// nexts counts the lifecycle's calls to /next: a push in flight while
+	// it changed may have been cut by a freeze, and its failure says
+	// nothing of Loki.
+	nexts atomic.Int64
 }
 
 // NewDispatcher returns a dispatcher that flushes q to p.
@@ -90,6 +112,9 @@ func NewDispatcher(q *Queue, p Pusher, cfg DispatcherConfig) *Dispatcher {
 		cfg.RetryMax = DefaultRetryMax
 	}
 	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
+	if cfg.Budget <= 0 {
+		cfg.Budget = DefaultBudget
+	}
 	d := &Dispatcher{turn: make(chan struct{}, 1), queue: q, pusher: p, cfg: cfg}
 	d.outage.init(cfg.RetryMin, cfg.RetryMax)
 	return d
@@ -138,7 +163,7 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 		rep.Outage = d.outage.active()
 		rep.Took = time.Since(start)
 	}()
-	if (kind == FlushWindow || kind == FlushBacklog) && d.outage.active() {
+	if (kind == FlushWindow || kind == FlushTick || kind == FlushBacklog) && d.outage.active() {
 		rep.Skipped = true
 		return rep
 	}
@@ -157,21 +182,27 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 		d.outage.postpone(time.Now())
 		rep.Skipped = true
 		return rep
-	case kind == FlushWindow && d.queue.Len() < d.cfg.MinBatch && !d.holdingTooLong():
+	case (kind == FlushWindow || kind == FlushTick) && d.queue.Len() < d.cfg.MinBatch && !d.holdingTooLong():
 		rep.Skipped = true
 		return rep
 	}
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !(kind.background() && time.Since(start) >= d.cfg.Budget) {
 		batch := d.queue.TakeUpTo(takeSize, takeBytes)
 		if len(batch) == 0 {
 			break
 		}
+		nexts := d.nexts.Load()
 		res := d.pusher.Push(ctx, batch)
 		rep.add(res)
 		if len(res.Undelivered) > 0 {
 			rep.Requeued += len(res.Undelivered)
 			d.queue.Requeue(res.Undelivered)
-			if res.Unavailable {
+			switch {
+			case res.Unavailable && res.TimedOut && (res.Stalled || d.nexts.Load() != nexts):
+				// Frozen mid-push: the request timed out while the sandbox
+				// slept. Try again now that it is thawed.
+				d.outage.retryNow()
+			case res.Unavailable:
 				rep.OutageBegan = d.outage.fail(time.Now(), res.RetryAfter)
 			}
 			break
@@ -203,6 +234,11 @@ func (rep *FlushReport) add(res loki.Result) {
 		rep.RejectErr = res.RejectErr
 	}
 }
+
+// AroundNext marks the lifecycle's call to /next, and its return: the
+// sandbox may freeze in between, and a push in flight across either mark
+// may fail for that alone.
+func (d *Dispatcher) AroundNext() { d.nexts.Add(1) }
 
 // Outage reports whether Loki is away: windows are then skipped, and the
 // background makes the attempts.

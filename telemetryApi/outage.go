@@ -96,3 +96,11 @@ func (o *outage) postpone(now time.Time) {
 	defer o.mu.Unlock()
 	o.next = now.Add(o.backoff(1))
 }
+
+// retryNow makes the next attempt due at once, without counting a failure:
+// the last one was cut by a freeze.
+func (o *outage) retryNow() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.next = time.Time{}
+}

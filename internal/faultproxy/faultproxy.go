@@ -47,6 +47,16 @@ const (
 type Fault struct {
 	Kind Kind
 	Code int
+	// RetryAfter is the Retry-After header of a Status or EveryOther answer
+	// (default "1" for 429, none otherwise).
+	RetryAfter string
+}
+
+// Request is one request the proxy saw: when it came, and what became of
+// it ("forwarded", "failed", "dropped", "hung", "unauthorized").
+type Request struct {
+	At      time.Time
+	Outcome string
 }
 
 // Config configures a proxy.
@@ -78,6 +88,7 @@ type Proxy struct {
 	fault   Fault
 	changed chan struct{}
 	count   atomic.Int64
+	log     []Request
 
 	requests, forwarded, failed, dropped, hung, authFailures, maxBytes atomic.Int64
 }
@@ -132,6 +143,19 @@ func (p *Proxy) Stats() Stats {
 		Hung: p.hung.Load(), AuthFailures: p.authFailures.Load(), MaxForwardedBytes: p.maxBytes.Load()}
 }
 
+// Requests returns every request seen so far, in order of arrival.
+func (p *Proxy) Requests() []Request {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Request(nil), p.log...)
+}
+
+func (p *Proxy) record(at time.Time, outcome string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.log = append(p.log, Request{At: at, Outcome: outcome})
+}
+
 // Close stops the proxy, releasing hung requests.
 func (p *Proxy) Close() {
 	p.SetFault(Fault{Kind: Down})
@@ -145,12 +169,14 @@ func (p *Proxy) Close() {
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	p.requests.Add(1)
 	n := p.count.Add(1)
+	at := time.Now()
 	p.mu.Lock()
 	fault, changed := p.fault, p.changed
 	p.mu.Unlock()
 	body, _ := io.ReadAll(r.Body)
 	switch fault.Kind {
 	case Down:
+		p.record(at, "dropped")
 		p.dropped.Add(1)
 		if hj, ok := w.(http.Hijacker); ok {
 			if conn, _, err := hj.Hijack(); err == nil {
@@ -161,14 +187,17 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusBadGateway)
 		return
 	case Status:
-		p.fail(w, fault.Code)
+		p.record(at, "failed")
+		p.fail(w, fault)
 		return
 	case EveryOther:
 		if n%2 == 1 {
-			p.fail(w, fault.Code)
+			p.record(at, "failed")
+			p.fail(w, fault)
 			return
 		}
 	case Hang:
+		p.record(at, "hung")
 		p.hung.Add(1)
 		select {
 		case <-changed:
@@ -186,12 +215,14 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	if p.cfg.Username != "" || p.cfg.Password != "" {
 		user, pass, ok := r.BasicAuth()
 		if !ok || user != p.cfg.Username || pass != p.cfg.Password {
+			p.record(at, "unauthorized")
 			p.authFailures.Add(1)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
 		}
 	}
 	if p.cfg.TenantID != "" && r.Header.Get("X-Scope-OrgID") != p.cfg.TenantID {
+		p.record(at, "unauthorized")
 		p.authFailures.Add(1)
 		http.Error(w, "no org id", http.StatusUnauthorized)
 		return
@@ -203,18 +234,22 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 	}
+	p.record(at, "forwarded")
 	p.forwarded.Add(1)
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	p.proxy.ServeHTTP(w, r)
 }
 
-func (p *Proxy) fail(w http.ResponseWriter, code int) {
+func (p *Proxy) fail(w http.ResponseWriter, f Fault) {
 	p.failed.Add(1)
-	if code == http.StatusTooManyRequests {
+	switch {
+	case f.RetryAfter != "":
+		w.Header().Set("Retry-After", f.RetryAfter)
+	case f.Code == http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "1")
 	}
-	http.Error(w, fmt.Sprintf("injected failure %d", code), code)
+	http.Error(w, fmt.Sprintf("injected failure %d", f.Code), f.Code)
 }
 
 // testCertificate makes an in-memory CA and a server certificate for the
