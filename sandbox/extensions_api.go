@@ -34,6 +34,7 @@ func (st extState) String() string {
 type extension struct {
 	name   string
 	cmd    *exec.Cmd
+	out    *output
 	id     string
 	state  extState
 	invoke bool // registered for INVOKE

@@ -10,7 +10,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -327,20 +326,25 @@ func (s *Sandbox) launch() error {
 		e.cmd.Env = s.extensionEnv()
 		e.cmd.Dir = s.tempDir
 		e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		stdout, err := e.cmd.StdoutPipe()
+		// A pipe of the emulator's own, not StdoutPipe: Wait would close
+		// that one, and sync needs a pollable *os.File.
+		r, w, err := os.Pipe()
 		if err != nil {
 			return fmt.Errorf("sandbox: %w", err)
 		}
-		e.cmd.Stderr = e.cmd.Stdout
-		if err := e.cmd.Start(); err != nil {
+		e.cmd.Stdout, e.cmd.Stderr = w, w
+		err = e.cmd.Start()
+		w.Close()
+		if err != nil {
+			r.Close()
 			return fmt.Errorf("sandbox: exec %s: %w", de.Name(), err)
 		}
+		e.out = newOutput(r)
 		s.mu.Lock()
 		s.exts = append(s.exts, e)
 		s.mu.Unlock()
-		captured := make(chan struct{})
-		go s.capture(e, stdout, captured)
-		go s.watch(e, captured)
+		go s.capture(e)
+		go s.watch(e)
 		go e.sampleRSS()
 	}
 	if len(s.exts) == 0 {
@@ -366,31 +370,11 @@ func (s *Sandbox) extensionEnv() []string {
 	return append(env, s.cfg.Env...)
 }
 
-// capture copies an extension's output to ExtensionOutput and into the
-// telemetry stream as type "extension" records, as Lambda does.
-func (s *Sandbox) capture(e *extension, r io.Reader, done chan<- struct{}) {
-	defer close(done)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if w := s.cfg.ExtensionOutput; w != nil {
-			fmt.Fprintf(w, "[%s] %s\n", e.name, line)
-		}
-		s.mu.Lock()
-		if s.output.Len() < 4<<20 {
-			s.output.WriteString(line + "\n")
-		}
-		s.mu.Unlock()
-		s.emit("extension", time.Now(), line+"\n", "")
-	}
-}
-
 // watch waits for an extension to exit. Any exit outside SHUTDOWN, even
 // with status 0, is an Extension.Crash (contract §1.5), unless the
 // extension reported an init or exit error first.
-func (s *Sandbox) watch(e *extension, captured <-chan struct{}) {
-	<-captured
+func (s *Sandbox) watch(e *extension) {
+	<-e.out.done
 	err := e.cmd.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -452,18 +436,26 @@ func (s *Sandbox) broadcast() {
 // group, as Lambda freezes the sandbox once everyone has called /next.
 func (s *Sandbox) freeze() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.frozen || s.ended {
+		s.mu.Unlock()
 		return
 	}
 	s.frozen = true
 	for _, sub := range s.subs {
 		sub.pause(true)
 	}
+	var running []*extension
 	for _, e := range s.exts {
 		if e.state != stateExited {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGSTOP)
+			running = append(running, e)
 		}
+	}
+	s.mu.Unlock()
+	// What an extension wrote before it called /next belongs before the
+	// freeze: capture it now, not whenever the pipe's reader gets to it.
+	for _, e := range running {
+		e.out.sync(time.Second)
 	}
 }
 

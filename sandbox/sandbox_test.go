@@ -261,6 +261,27 @@ func TestSlowListenerGetsLogsDropped(t *testing.T) {
 	}
 }
 
+// The freeze is a cut: what an extension wrote before it called /next is
+// captured by the time the sandbox is frozen (Start and Invoke return), not
+// whenever the pipe's reader gets to it after the thaw. Thousands of lines
+// just before /next leave the reader behind when the freeze comes.
+func TestFreezeCapturesWhatWasWrittenBeforeNext(t *testing.T) {
+	sb, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), Env: []string{"TESTEXT_PRINT_BEFORE_NEXT=5000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	if out := sb.ExtensionOutput(); !strings.Contains(out, "before next 0: line 4999\n") {
+		t.Fatalf("frozen after init with the lines before the first /next not all captured; output ends %q", out[max(0, len(out)-100):])
+	}
+	if _, err := sb.Invoke(t.Context(), Function{Lines: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if out := sb.ExtensionOutput(); !strings.Contains(out, "before next 1: line 4999\n") {
+		t.Fatalf("frozen after the invocation with the lines before its /next not all captured; output ends %q", out[max(0, len(out)-100):])
+	}
+}
+
 // §1.5: an extension that ignores SHUTDOWN is SIGKILLed at the deadline.
 func TestShutdownKillsAtTheDeadline(t *testing.T) {
 	sb, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), ShutdownTimeout: 300 * time.Millisecond, Env: []string{"TESTEXT_IGNORE_SHUTDOWN=1"}})

@@ -53,7 +53,11 @@ func main() {
 		_, _ = http.DefaultClient.Do(req)
 		os.Exit(1)
 	}
+	printBeforeNext, _ := strconv.Atoi(os.Getenv("TESTEXT_PRINT_BEFORE_NEXT"))
 	for n := 0; ; n++ {
+		for i := range printBeforeNext {
+			fmt.Printf("before next %d: line %d\n", n, i)
+		}
 		req, _ := http.NewRequest(http.MethodGet, api+"/event/next", nil)
 		req.Header.Set("Lambda-Extension-Identifier", id)
 		resp, err := http.DefaultClient.Do(req)
