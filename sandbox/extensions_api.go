@@ -213,6 +213,22 @@ func (s *Sandbox) handleNext(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		return
 	}
+	if s.nextCalls == nil {
+		s.nextCalls = map[string]int{}
+	}
+	s.nextCalls[ext.name]++
+	call := s.nextCalls[ext.name]
+	s.mu.Unlock()
+	if hook := s.cfg.NextFailures; hook != nil {
+		if status := hook(ext.name, call); status != 0 {
+			// RAPID's error shape: errorType is the status text without spaces
+			// (500: InternalServerError, "Internal Server Error").
+			text := http.StatusText(status)
+			apiError(w, status, strings.ReplaceAll(text, " ", ""), "%s", text)
+			return
+		}
+	}
+	s.mu.Lock()
 	if ext.state != stateRegistered && ext.state != stateRunning {
 		s.mu.Unlock()
 		apiError(w, 403, "Extension.InvalidExtensionState", "State transition from %s to Ready failed for extension %s", ext.state, ext.name)

@@ -8,7 +8,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,7 +74,9 @@ type InvokeResult struct {
 	HeldPastDeadline bool
 	// Report is the platform.report record sent after the invocation.
 	Report map[string]any
-	// Reset is the shutdown that followed a crash, timeout or held deadline.
+	// Reset is the shutdown phase that followed a failure: the runtime's
+	// crash or timeout, an extension held past the deadline or failed. The
+	// next Invoke initialises a new environment.
 	Reset *ShutdownResult
 }
 
@@ -93,31 +94,62 @@ type invocation struct {
 	// status and errorType are runtimeDone's, then the report's.
 	status, errorType string
 	runtimeMs         float64
-	// reset is why the invocation ends in a reset ("" for none).
+	// reset is why the invocation ends in a reset ("" for none): the
+	// SHUTDOWN reason.
 	reset string
+	// failure is the extension failure that ended the invocation, if any.
+	failure *ExtensionError
 }
 
 // Invoke runs one invocation the way Lambda does: thaw, platform.start and
 // INVOKE to the extensions, the function, platform.runtimeDone, wait until
 // every extension is back in /next (bounded by the deadline),
 // platform.report, then freeze, or reset after a failure.
+//
+// When an extension fails during the invocation (it exits outside SHUTDOWN:
+// Extension.Crash, or after an exit/error), the invocation fails as in
+// Lambda: its report says status "error" with the failure's type, the
+// environment is reset (the other extensions get SHUTDOWN with reason
+// "failure"), and Invoke returns the result, with Reset set, together with
+// the *ExtensionError. The Sandbox stays usable: the next Invoke
+// initialises a new environment first (a suppressed init, phase "invoke").
+// A failure between invocations is reset by the next Invoke, which then
+// succeeds or fails on its own; Failures lists both kinds.
 func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error) {
 	if err := s.prepare(ctx); err != nil {
 		return InvokeResult{}, err
 	}
 	inv := s.beginInvoke(fn)
 	s.runRuntime(ctx, inv)
-	if err := s.awaitNext(ctx, inv); err != nil {
-		return inv.res, err
-	}
+	s.awaitNext(ctx, inv)
 	s.report(inv)
 	return s.resetOrFreeze(ctx, inv)
 }
 
-// prepare makes the environment ready for an invocation.
+// prepare makes the environment ready for an invocation: a failure left
+// over is reset, a reset environment initialised anew, a snapshot restored.
 func (s *Sandbox) prepare(ctx context.Context) error {
-	if err := s.usable(); err != nil {
-		return err
+	s.mu.Lock()
+	ended, failed, needsInit := s.ended, s.failed, s.needsInit
+	s.mu.Unlock()
+	switch {
+	case ended:
+		return ErrEnded
+	case failed != nil && s.cfg.Mode == ModeManagedInstances:
+		_, _ = s.reset(ctx, "failure") // terminates it
+		return failed
+	case failed != nil:
+		// Lambda resets as soon as an extension fails; the emulator does it
+		// when the environment is next needed.
+		if _, err := s.reset(ctx, "failure"); err != nil {
+			return err
+		}
+		needsInit = true
+	}
+	if needsInit {
+		if err := s.reinit(ctx); err != nil {
+			return err
+		}
 	}
 	if s.cfg.Mode == ModeSnapStart && !s.isRestored() {
 		// A SnapStart version is only ever invoked in an environment
@@ -203,8 +235,9 @@ func (s *Sandbox) runRuntime(ctx context.Context, inv *invocation) {
 
 // awaitNext waits until every extension given the INVOKE is back in /next,
 // at most until the deadline; the environment freezes only then. An
-// extension still busy at the deadline times the invocation out.
-func (s *Sandbox) awaitNext(ctx context.Context, inv *invocation) error {
+// extension still busy at the deadline times the invocation out; one that
+// fails fails it.
+func (s *Sandbox) awaitNext(ctx context.Context, inv *invocation) {
 	if inv.reset != "" {
 		// After a timeout or a crash Lambda resets at once; it waits for no one.
 		inv.waitFor = nil
@@ -228,16 +261,19 @@ func (s *Sandbox) awaitNext(ctx context.Context, inv *invocation) error {
 		}
 	}
 	s.mu.Unlock()
-	if crash := s.Crash(); crash != nil {
-		return crash
-	}
-	if err != nil && ctx.Err() == nil {
+	var failed *ExtensionError
+	switch {
+	case errors.As(err, &failed):
+		// Lambda fails the invocation and resets at once (contract §1.5).
+		inv.failure = failed
+		inv.res.Next = time.Now()
+		inv.status, inv.errorType, inv.reset = "error", failed.Type, "failure"
+	case err != nil && ctx.Err() == nil:
 		inv.res.HeldPastDeadline = true
 		inv.res.Next = time.Now()
 		inv.status, inv.errorType, inv.reset = "timeout", "Extension.TimedOut", "timeout"
 	}
 	inv.res.PostRuntime = max(inv.res.Next.Sub(inv.res.RuntimeDone), 0)
-	return nil
 }
 
 // report emits platform.report: the runtime's time plus the extensions'
@@ -264,8 +300,11 @@ func (s *Sandbox) report(inv *invocation) {
 // (SHUTDOWN with the reason), any other freezes it until the next.
 func (s *Sandbox) resetOrFreeze(ctx context.Context, inv *invocation) (InvokeResult, error) {
 	if inv.reset != "" {
-		sd, err := s.Shutdown(ctx, inv.reset)
+		sd, err := s.reset(ctx, inv.reset)
 		inv.res.Reset = &sd
+		if err == nil && inv.failure != nil {
+			err = inv.failure
+		}
 		return inv.res, err
 	}
 	if s.cfg.BeforeFreeze != nil {
@@ -345,89 +384,13 @@ func (s *Sandbox) memoryUsedMB() int64 {
 func (s *Sandbox) usable() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.crash != nil {
-		return s.crash
+	if s.failed != nil {
+		return s.failed
 	}
 	if s.ended {
 		return ErrEnded
 	}
 	return nil
-}
-
-// ShutdownResult is what happened at SHUTDOWN.
-type ShutdownResult struct {
-	Reason   string
-	Deadline time.Time
-	// Duration is from SHUTDOWN sent to the last extension's exit.
-	Duration time.Duration
-	// Killed is true when an extension was still running at the deadline
-	// and got SIGKILL.
-	Killed bool
-	// ExitCode of the (last) extension; -1 when killed.
-	ExitCode int
-	// PeakRSSBytes is the largest extension's peak resident memory.
-	PeakRSSBytes int64
-}
-
-// Shutdown thaws, flushes queued telemetry (at most 1 s), sends SHUTDOWN
-// with a deadline ShutdownTimeout away, keeps delivering telemetry, and
-// SIGKILLs whatever still runs at the deadline (contract §1.5, §5.3).
-func (s *Sandbox) Shutdown(ctx context.Context, reason string) (ShutdownResult, error) {
-	s.mu.Lock()
-	if s.ended {
-		s.mu.Unlock()
-		return ShutdownResult{}, ErrEnded
-	}
-	s.ended = true
-	s.mu.Unlock()
-	s.thaw()
-	s.flushTelemetry(time.Second)
-
-	start := time.Now()
-	res := ShutdownResult{Reason: reason, Deadline: start.Add(s.cfg.ShutdownTimeout)}
-	payload, _ := json.Marshal(map[string]any{"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": res.Deadline.UnixMilli()})
-	s.mu.Lock()
-	exts := append([]*extension(nil), s.exts...)
-	for _, e := range exts {
-		e.shuttingDown = true
-		switch {
-		case e.state == stateExited:
-		case e.stop:
-			e.deliver(payload)
-		default:
-			// Not registered for SHUTDOWN: killed at once.
-			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-		}
-	}
-	s.mu.Unlock()
-
-	timer := time.NewTimer(time.Until(res.Deadline))
-	defer timer.Stop()
-	for _, e := range exts {
-		select {
-		case <-e.exited:
-		case <-timer.C:
-			res.Killed = true
-			for _, k := range exts {
-				_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
-			}
-			<-e.exited
-		case <-ctx.Done():
-			s.Close()
-			return res, ctx.Err()
-		}
-	}
-	s.mu.Lock()
-	for _, e := range exts {
-		if d := e.exitedAt.Sub(start); d > res.Duration {
-			res.Duration = d
-		}
-		res.PeakRSSBytes = max(res.PeakRSSBytes, e.maxRSS.Load())
-		res.ExitCode = e.cmd.ProcessState.ExitCode()
-	}
-	s.mu.Unlock()
-	s.Close()
-	return res, nil
 }
 
 // ErrNotSnapStart is returned by Restore outside ModeSnapStart, and

@@ -100,6 +100,16 @@ type Config struct {
 	// BeforeFreeze, if set, is called after every extension has called /next
 	// at the end of an invocation and before the sandbox freezes.
 	BeforeFreeze func(requestID string)
+	// NextFailures, if set, is asked about every /next call an extension
+	// makes. call numbers the calls of the extension of that name from 1
+	// (its init's first /next) over the sandbox's whole life: a
+	// re-initialised extension's calls go on counting. A non-zero answer is the HTTP status the
+	// Extensions API fails that call with, in RAPID's error shape (500:
+	// InternalServerError, what Lambda answers once the sandbox is beyond
+	// saving); 0 serves the call. The extension's state does not change: it
+	// is still expected back in /next. It is called without the emulator's
+	// lock held.
+	NextFailures func(extension string, call int) int
 }
 
 func (c *Config) defaults() {
@@ -130,7 +140,8 @@ func (c *Config) defaults() {
 }
 
 // ExtensionError is an extension's failure as Lambda reports it: a crash
-// (Extension.Crash), an init or exit error it reported itself.
+// (Extension.Crash: an exit outside SHUTDOWN without a report), or an init
+// or exit error it reported itself before it exited.
 type ExtensionError struct {
 	Extension string
 	// Type is Extension.Crash, Extension.InitError or Extension.ExitError.
@@ -147,7 +158,8 @@ func (e *ExtensionError) Error() string {
 	return fmt.Sprintf("extension %s: %s: %s", e.Extension, e.Type, e.Message)
 }
 
-// ErrEnded is returned by Invoke after the sandbox was shut down or reset.
+// ErrEnded is returned by Invoke after Shutdown or Close, and after a reset
+// of a Managed Instances environment, which is never re-initialised.
 var ErrEnded = errors.New("sandbox: the execution environment has ended")
 
 // Sandbox is one running execution environment.
@@ -167,15 +179,25 @@ type Sandbox struct {
 	initEvents         []event
 	frozen             bool
 	ended              bool
-	crash              *ExtensionError
-	invokes            int
-	initDuration       time.Duration
-	initLines          []Line
-	restored           bool
-	restoreDuration    time.Duration
-	output             strings.Builder // the extensions' output, bounded
+	// failed is the extension failure the environment has not been reset
+	// from yet; failures are all of them, over every reset.
+	failed   *ExtensionError
+	failures []*ExtensionError
+	// needsInit is set by a reset: the next Invoke initialises a new
+	// environment first, with phase "invoke" (a suppressed init).
+	needsInit       bool
+	nextCalls       map[string]int // /next calls by extension name, for NextFailures
+	initPhase       string
+	retired         TelemetryStats // of the subscribers of earlier environments
+	invokes         int
+	initDuration    time.Duration
+	initLines       []Line
+	restored        bool
+	restoreDuration time.Duration
+	output          strings.Builder // the extensions' output, bounded
 
-	telemetryDropped int64
+	// startProcess replaces cmd.Start in tests that need a slow exec.
+	startProcess func(*exec.Cmd) error
 }
 
 // Start execs the extensions and runs init through RAPID's gates (contract
@@ -183,25 +205,45 @@ type Sandbox struct {
 // extension's first /next, subscriptions closed. It returns when init is
 // done; the sandbox is then frozen until the first Invoke (or Restore).
 func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
+	s := newSandbox(cfg)
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func newSandbox(cfg Config) *Sandbox {
 	cfg.defaults()
-	s := &Sandbox{cfg: cfg, changed: make(chan struct{})}
+	s := &Sandbox{cfg: cfg, changed: make(chan struct{}), initPhase: "init"}
+	if cfg.Mode == ModeSnapStart {
+		s.initPhase = "snap-start"
+	}
+	return s
+}
+
+// start serves the Runtime API, runs the init and freezes.
+func (s *Sandbox) start(ctx context.Context) error {
 	var err error
 	if s.tempDir, err = os.MkdirTemp("", "lambda-sandbox-"); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: runtime api listener: %w", err)
+		os.RemoveAll(s.tempDir)
+		return fmt.Errorf("sandbox: runtime api listener: %w", err)
 	}
 	s.addr = ln.Addr().String()
 	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 
-	if err := s.init(ctx); err != nil {
+	if err := s.init(ctx, s.cfg.InitTimeout); err != nil {
 		s.Close()
-		return nil, err
+		return err
 	}
-	return s, nil
+	if s.cfg.Mode != ModeManagedInstances {
+		s.freeze()
+	}
+	return nil
 }
 
 // RuntimeAPI is the address given to extensions as AWS_LAMBDA_RUNTIME_API.
@@ -241,15 +283,27 @@ func (s *Sandbox) PIDs() []int {
 	return out
 }
 
-// Crash is the extension crash seen so far, if any.
+// Crash is the latest extension failure (a crash, or an init or exit error
+// followed by the exit), if any; it stays after the reset that followed.
 func (s *Sandbox) Crash() *ExtensionError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.crash
+	if len(s.failures) == 0 {
+		return nil
+	}
+	return s.failures[len(s.failures)-1]
 }
 
-func (s *Sandbox) init(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.InitTimeout)
+// Failures are every extension failure so far, over every reset, in order.
+func (s *Sandbox) Failures() []*ExtensionError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.failures)
+}
+
+// init runs the init phase through its gates, within timeout.
+func (s *Sandbox) init(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	if err := s.launch(); err != nil {
@@ -262,20 +316,20 @@ func (s *Sandbox) init(ctx context.Context) error {
 		return err
 	}
 	s.emitPlatform("platform.initStart", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(),
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase,
 		"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST", "runtimeVersion": "emulated.v1",
 	})
 	// Gate 2: the runtime initialises and asks for its first invocation.
 	initStart := time.Now()
 	if len(s.cfg.InitLines) > 0 {
-		lines := s.runFunction(ctx, Function{Messages: s.cfg.InitLines}, "", initStart.Add(s.cfg.InitTimeout))
+		lines := s.runFunction(ctx, Function{Messages: s.cfg.InitLines}, "", initStart.Add(timeout))
 		s.mu.Lock()
 		s.initLines = lines
 		s.mu.Unlock()
 	}
 	sleepCtx(ctx, s.cfg.RuntimeInit-time.Since(initStart))
 	s.emitPlatform("platform.initRuntimeDone", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(), "status": "success",
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success",
 	})
 	s.mu.Lock()
 	s.registrationClosed = true
@@ -292,20 +346,10 @@ func (s *Sandbox) init(ctx context.Context) error {
 	initMs := ms(s.initDuration)
 	s.mu.Unlock()
 	s.emitPlatform("platform.initReport", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(), "status": "success",
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success",
 		"metrics": map[string]any{"durationMs": initMs},
 	})
-	if s.cfg.Mode != ModeManagedInstances {
-		s.freeze()
-	}
 	return nil
-}
-
-func (s *Sandbox) phase() string {
-	if s.cfg.Mode == ModeSnapStart {
-		return "snap-start"
-	}
-	return "init"
 }
 
 // launch execs every executable file of ExtensionsDir in lexical order,
@@ -333,16 +377,21 @@ func (s *Sandbox) launch() error {
 			return fmt.Errorf("sandbox: %w", err)
 		}
 		e.cmd.Stdout, e.cmd.Stderr = w, w
-		err = e.cmd.Start()
+		e.out = newOutput(r)
+		// Under the lock: the extension may register before the exec call
+		// returns, and its registration must find it launched (else it is
+		// taken for an internal extension, refused, and the init hangs).
+		s.mu.Lock()
+		err = s.exec(e.cmd)
+		if err == nil {
+			s.exts = append(s.exts, e)
+		}
+		s.mu.Unlock()
 		w.Close()
 		if err != nil {
 			r.Close()
 			return fmt.Errorf("sandbox: exec %s: %w", de.Name(), err)
 		}
-		e.out = newOutput(r)
-		s.mu.Lock()
-		s.exts = append(s.exts, e)
-		s.mu.Unlock()
 		go s.capture(e)
 		go s.watch(e)
 		go e.sampleRSS()
@@ -351,6 +400,15 @@ func (s *Sandbox) launch() error {
 		return fmt.Errorf("sandbox: no executable extension in %s", s.cfg.ExtensionsDir)
 	}
 	return nil
+}
+
+// exec starts an extension's process: cmd.Start, or startProcess if a test
+// set one.
+func (s *Sandbox) exec(cmd *exec.Cmd) error {
+	if s.startProcess != nil {
+		return s.startProcess(cmd)
+	}
+	return cmd.Start()
 }
 
 func (s *Sandbox) extensionEnv() []string {
@@ -371,8 +429,8 @@ func (s *Sandbox) extensionEnv() []string {
 }
 
 // watch waits for an extension to exit. Any exit outside SHUTDOWN, even
-// with status 0, is an Extension.Crash (contract §1.5), unless the
-// extension reported an init or exit error first.
+// with status 0, fails the environment (contract §1.5): as the init or exit
+// error the extension reported first, or else as an Extension.Crash.
 func (s *Sandbox) watch(e *extension) {
 	<-e.out.done
 	err := e.cmd.Wait()
@@ -380,8 +438,15 @@ func (s *Sandbox) watch(e *extension) {
 	defer s.mu.Unlock()
 	e.exitErr = err
 	e.exitedAt = time.Now()
-	if !e.shuttingDown && e.reported == nil && s.crash == nil {
-		s.crash = &ExtensionError{Extension: e.name, Type: "Extension.Crash", Message: fmt.Sprintf("exited outside SHUTDOWN: %v", processStatus(e.cmd))}
+	if !e.shuttingDown {
+		failure := e.reported
+		if failure == nil {
+			failure = &ExtensionError{Extension: e.name, Type: "Extension.Crash", Message: fmt.Sprintf("exited outside SHUTDOWN: %v", processStatus(e.cmd))}
+		}
+		s.failures = append(s.failures, failure)
+		if s.failed == nil {
+			s.failed = failure
+		}
 	}
 	e.state = stateExited
 	close(e.exited)
@@ -396,12 +461,12 @@ func processStatus(cmd *exec.Cmd) string {
 }
 
 // waitFor blocks until cond (evaluated under s.mu) holds, an extension
-// crashes or reports an init error, or ctx ends.
+// fails (exits outside SHUTDOWN, or reports an init error), or ctx ends.
 func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) error {
 	for {
 		s.mu.Lock()
 		ok := cond()
-		crash := s.crash
+		failed := s.failed
 		var reported *ExtensionError
 		for _, e := range s.exts {
 			if e.reported != nil && e.reported.Type == "Extension.InitError" {
@@ -413,8 +478,8 @@ func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) er
 		switch {
 		case reported != nil:
 			return reported
-		case crash != nil:
-			return crash
+		case failed != nil:
+			return failed
 		case ok:
 			return nil
 		}
@@ -489,6 +554,7 @@ func (s *Sandbox) Close() {
 	s.mu.Lock()
 	s.ended = true
 	for _, e := range s.exts {
+		e.shuttingDown = true // killed, not crashed
 		if e.state != stateExited && e.cmd.Process != nil {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)

@@ -18,8 +18,8 @@ import (
 )
 
 // testExtension builds the test extension once and returns a directory
-// holding it under name.
-func testExtension(t *testing.T, name string) string {
+// holding a copy of it under each name.
+func testExtension(t *testing.T, names ...string) string {
 	t.Helper()
 	testExt, err := gobuild.Binary(gobuild.Module + "/sandbox/internal/testext")
 	if err != nil {
@@ -30,8 +30,10 @@ func testExtension(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
@@ -414,6 +416,7 @@ func TestIdentifiedCallsAndSubscription(t *testing.T) {
 		{"next without identifier", ModeOnDemand, nil, "GET", "/2020-01-01/extension/event/next", "", nil, "", 403, "Extension.MissingExtensionIdentifier"},
 		{"next with a non-UUID", ModeOnDemand, nil, "GET", "/2020-01-01/extension/event/next", "xyz", nil, "", 403, "Extension.InvalidExtensionIdentifier"},
 		{"next with an unknown UUID", ModeOnDemand, nil, "GET", "/2020-01-01/extension/event/next", uuid.NewString(), nil, "", 403, "Extension.UnknownExtensionIdentifier"},
+		{"next failed by Config.NextFailures", ModeOnDemand, func(s *Sandbox) { s.cfg.NextFailures = func(string, int) int { return 500 } }, "GET", "/2020-01-01/extension/event/next", "valid", nil, "", 500, "InternalServerError"},
 		{"init/error without type header", ModeOnDemand, nil, "POST", "/2020-01-01/extension/init/error", "valid", nil, "", 403, "Extension.MissingHeader"},
 		{"init/error", ModeOnDemand, nil, "POST", "/2020-01-01/extension/init/error", "valid", map[string]string{"Lambda-Extension-Function-Error-Type": "Extension.X"}, `{"errorMessage":"m"}`, 202, ""},
 		{"init/error after the first next", ModeOnDemand, func(s *Sandbox) { s.exts[0].state = stateRunning }, "POST", "/2020-01-01/extension/init/error", "valid", map[string]string{"Lambda-Extension-Function-Error-Type": "Extension.X"}, ``, 403, "Extension.InvalidExtensionState"},

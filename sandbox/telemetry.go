@@ -459,25 +459,41 @@ type TelemetryStats struct {
 	DroppedRecords, LogsDroppedEvents int64
 }
 
-// Stats returns the telemetry counters so far.
+func (st TelemetryStats) plus(o TelemetryStats) TelemetryStats {
+	return TelemetryStats{
+		Events: st.Events + o.Events, Batches: st.Batches + o.Batches, Retries: st.Retries + o.Retries,
+		DroppedRecords: st.DroppedRecords + o.DroppedRecords, LogsDroppedEvents: st.LogsDroppedEvents + o.LogsDroppedEvents,
+	}
+}
+
+func (sub *subscriber) stats() TelemetryStats {
+	return TelemetryStats{
+		Events: sub.delivered.Load(), Batches: sub.batches.Load(), Retries: sub.retries.Load(),
+		DroppedRecords: sub.droppedTotal.Load(), LogsDroppedEvents: sub.droppedNotes.Load(),
+	}
+}
+
+// Stats returns the telemetry counters so far, over every reset.
 func (s *Sandbox) Stats() TelemetryStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var st TelemetryStats
+	st := s.retired
 	for _, sub := range s.subs {
-		st.Events += sub.delivered.Load()
-		st.Batches += sub.batches.Load()
-		st.Retries += sub.retries.Load()
-		st.DroppedRecords += sub.droppedTotal.Load()
-		st.LogsDroppedEvents += sub.droppedNotes.Load()
+		st = st.plus(sub.stats())
 	}
 	return st
 }
 
-// flushTelemetry delivers everything queued, at most for d.
+// flushTelemetry delivers everything queued, at most for d, to the
+// extensions still running: an exited one's listener is gone.
 func (s *Sandbox) flushTelemetry(d time.Duration) {
 	s.mu.Lock()
-	subs := slices.Clone(s.subs)
+	var subs []*subscriber
+	for _, sub := range s.subs {
+		if !slices.ContainsFunc(s.exts, func(e *extension) bool { return e.name == sub.name && e.state == stateExited }) {
+			subs = append(subs, sub)
+		}
+	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
