@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Extension states, after RAPID's (contract §1.3).
+// Extension states, after RAPID's (docs/lambda-runtime-contract.md#init-error-and-exit-error).
 type extState int
 
 const (
@@ -101,7 +101,8 @@ func (s *Sandbox) routes() http.Handler {
 	return mux
 }
 
-// apiError writes RAPID's error answer: 403 for every client error (§1.4).
+// apiError writes RAPID's error answer: 403 for every client error
+// (docs/lambda-runtime-contract.md#error-answers).
 func apiError(w http.ResponseWriter, status int, errorType, format string, args ...any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -159,7 +160,7 @@ func (s *Sandbox) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	case ext == nil && stop:
 		// A name that matches no launched file is an internal extension,
-		// which may not have SHUTDOWN (contract §1.1).
+		// which may not have SHUTDOWN (docs/lambda-runtime-contract.md#registration).
 		apiError(w, 403, "Extension.InvalidEventType", "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension")
 		return
 	case ext == nil && len(s.exts)+s.internal >= maxExtensions:

@@ -153,7 +153,7 @@ func (s *Sandbox) prepare(ctx context.Context) error {
 	}
 	if s.cfg.Mode == ModeSnapStart && !s.isRestored() {
 		// A SnapStart version is only ever invoked in an environment
-		// restored from its snapshot (contract §4).
+		// restored from its snapshot (docs/lambda-runtime-contract.md#snapstart).
 		return s.Restore(ctx)
 	}
 	return nil
@@ -264,7 +264,8 @@ func (s *Sandbox) awaitNext(ctx context.Context, inv *invocation) {
 	var failed *ExtensionError
 	switch {
 	case errors.As(err, &failed):
-		// Lambda fails the invocation and resets at once (contract §1.5).
+		// Lambda fails the invocation and resets at once
+		// (docs/lambda-runtime-contract.md#reset-after-a-failure).
 		inv.failure = failed
 		inv.res.Next = time.Now()
 		inv.status, inv.errorType, inv.reset = "error", failed.Type, "failure"
@@ -403,7 +404,8 @@ var (
 
 // Restore resumes a SnapStart snapshot: it thaws and emits restoreStart,
 // restoreRuntimeDone and restoreReport, then leaves the environment running
-// for the first invocation. Extensions get no event (contract §4). Invoke
+// for the first invocation. Extensions get no event
+// (docs/lambda-runtime-contract.md#snapstart). Invoke
 // restores by itself when Restore was not called.
 func (s *Sandbox) Restore(ctx context.Context) error {
 	if err := s.usable(); err != nil {

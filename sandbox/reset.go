@@ -44,7 +44,7 @@ func (s *Sandbox) Shutdown(ctx context.Context, reason string) (ShutdownResult, 
 // 1 s), send SHUTDOWN with a deadline ShutdownTimeout away to the
 // extensions registered for it (the others are killed at once), keep
 // delivering telemetry, and SIGKILL whatever still runs at the deadline
-// (contract §1.5, §5.3). The emulator itself stays up.
+// (docs/lambda-runtime-contract.md#shutdown). The emulator itself stays up.
 func (s *Sandbox) shutDown(ctx context.Context, reason string) (ShutdownResult, error) {
 	s.thaw()
 	s.flushTelemetry(time.Second)
@@ -105,10 +105,11 @@ func (s *Sandbox) killAll() {
 	}
 }
 
-// reset ends the environment after a failure as Lambda does (contract
-// §1.5): the shutdown phase with the reason, after which the next Invoke
-// initialises a new environment. /tmp is kept, as Lambda keeps it. A
-// Managed Instances environment is terminated for good instead.
+// reset ends the environment after a failure as Lambda does
+// (docs/lambda-runtime-contract.md#reset-after-a-failure): the shutdown phase with
+// the reason, after which the next Invoke initialises a new environment. /tmp is
+// kept, as Lambda keeps it. A Managed Instances environment is terminated for good
+// instead.
 func (s *Sandbox) reset(ctx context.Context, reason string) (ShutdownResult, error) {
 	if s.cfg.Mode == ModeManagedInstances {
 		return s.Shutdown(ctx, reason)

@@ -1,7 +1,7 @@
 // Package sandbox emulates a Lambda execution environment for extensions:
 // the Extensions API, the Telemetry API with real delivery, the freeze
 // between invocations and SHUTDOWN with its deadline, as the runtime
-// contract (shared/lambda-runtime-contract.md, §5.3) describes them.
+// contract describes them (docs/lambda-runtime-contract.md#what-a-faithful-emulator-does).
 //
 // The extensions are real processes, exec'd from a directory as Lambda does
 // from /opt/extensions. The function is scripted inside the emulator: it
@@ -36,7 +36,7 @@ const (
 	ModeOnDemand Mode = iota
 	// ModeManagedInstances is Lambda Managed Instances: extensions register
 	// for SHUTDOWN only, no runtimeDone, no freeze, concurrent invocations,
-	// telemetry schema 2025-01-29 (contract §4).
+	// telemetry schema 2025-01-29 (docs/lambda-runtime-contract.md#managed-instances).
 	ModeManagedInstances
 	// ModeSnapStart initialises, then freezes as a snapshot until Restore.
 	ModeSnapStart
@@ -75,7 +75,8 @@ type Config struct {
 	InitLines []string
 	// CaptureLag is how much later than the runtime's own clock Lambda stamps
 	// a function event's time. A JSON-format record keeps the runtime's
-	// timestamp, so a lag tells the two apart (contract §2.3).
+	// timestamp, so a lag tells the two apart
+	// (docs/lambda-runtime-contract.md#text-and-json-records).
 	CaptureLag time.Duration
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
@@ -94,7 +95,8 @@ type Config struct {
 	TelemetryBufferBytes int
 	// DropEvent, if set, makes the Telemetry API drop every event of a type
 	// it returns true for, as an overflowing buffer would: the event is
-	// counted and platform.logsDropped reports it at once (§2.2). Tests use
+	// counted and platform.logsDropped reports it at once
+	// (docs/lambda-runtime-contract.md#delivery). Tests use
 	// it to lose a runtimeDone, which a real overflow can do too.
 	DropEvent func(eventType string) bool
 	// BeforeFreeze, if set, is called after every extension has called /next
@@ -200,10 +202,11 @@ type Sandbox struct {
 	startProcess func(*exec.Cmd) error
 }
 
-// Start execs the extensions and runs init through RAPID's gates (contract
-// §1.5): all registered, runtime init, registration closed, every
-// extension's first /next, subscriptions closed. It returns when init is
-// done; the sandbox is then frozen until the first Invoke (or Restore).
+// Start execs the extensions and runs init through RAPID's gates
+// (docs/lambda-runtime-contract.md#init-and-its-gates): all registered, runtime
+// init, registration closed, every extension's first /next, subscriptions closed.
+// It returns when init is done; the sandbox is then frozen until the first Invoke
+// (or Restore).
 func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	s := newSandbox(cfg)
 	if err := s.start(ctx); err != nil {
@@ -429,7 +432,8 @@ func (s *Sandbox) extensionEnv() []string {
 }
 
 // watch waits for an extension to exit. Any exit outside SHUTDOWN, even
-// with status 0, fails the environment (contract §1.5): as the init or exit
+// with status 0, fails the environment
+// (docs/lambda-runtime-contract.md#reset-after-a-failure): as the init or exit
 // error the extension reported first, or else as an Extension.Crash.
 func (s *Sandbox) watch(e *extension) {
 	<-e.out.done

@@ -109,7 +109,8 @@ func processState(t *testing.T, pid int, want byte) byte {
 	return st
 }
 
-// §1.5 and §5.3: init gates, the freeze (SIGSTOP, no delivery), the
+// docs/lambda-runtime-contract.md#init-and-its-gates and #invoke-and-the-freeze: init gates, the
+// freeze (SIGSTOP, no delivery), the
 // invocation's events in order, the report only after the thaw, and SHUTDOWN.
 func TestLifecycleFreezeAndDelivery(t *testing.T) {
 	l := withListener(t, "2022-12-13", "TESTEXT_NEXT_DELAY_MS=150")
@@ -158,8 +159,9 @@ func TestLifecycleFreezeAndDelivery(t *testing.T) {
 	}
 }
 
-// §2.3: text records carry the runtime's prefix and newline; JSON records
-// are objects with schema ≥ 2022-12-13 and strings with 2022-07-01.
+// docs/lambda-runtime-contract.md#text-and-json-records: text records carry the
+// runtime's prefix and newline; JSON records are objects with schema ≥ 2022-12-13
+// and strings with 2022-07-01.
 func TestRecordRendering(t *testing.T) {
 	tests := []struct {
 		format, schema string
@@ -210,7 +212,8 @@ func TestRecordRendering(t *testing.T) {
 	}
 }
 
-// §2.2: a failed delivery (non-2xx) is retried and nothing is lost.
+// docs/lambda-runtime-contract.md#delivery: a failed delivery (non-2xx) is retried
+// and nothing is lost.
 func TestDeliveryRetriesAfterErrors(t *testing.T) {
 	l := withListener(t, "2022-12-13", "TESTEXT_FAIL_FIRST=2")
 	sb, err := Start(t.Context(), l.cfg)
@@ -235,8 +238,8 @@ func TestDeliveryRetriesAfterErrors(t *testing.T) {
 	}
 }
 
-// §2.2: a listener slower than the log rate makes the buffer overflow;
-// records are dropped and platform.logsDropped says so.
+// docs/lambda-runtime-contract.md#delivery: a listener slower than the log rate
+// makes the buffer overflow; records are dropped and platform.logsDropped says so.
 func TestSlowListenerGetsLogsDropped(t *testing.T) {
 	l := withListener(t, "2022-12-13", "TESTEXT_SLOW_MS=300")
 	l.cfg.TelemetryBufferBytes = 64 << 10
@@ -284,7 +287,8 @@ func TestFreezeCapturesWhatWasWrittenBeforeNext(t *testing.T) {
 	}
 }
 
-// §1.5: an extension that ignores SHUTDOWN is SIGKILLed at the deadline.
+// docs/lambda-runtime-contract.md#shutdown: an extension that ignores SHUTDOWN is
+// SIGKILLed at the deadline.
 func TestShutdownKillsAtTheDeadline(t *testing.T) {
 	sb, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), ShutdownTimeout: 300 * time.Millisecond, Env: []string{"TESTEXT_IGNORE_SHUTDOWN=1"}})
 	if err != nil {
@@ -297,7 +301,8 @@ func TestShutdownKillsAtTheDeadline(t *testing.T) {
 	}
 }
 
-// §1.5: any exit outside SHUTDOWN, even status 0, is Extension.Crash.
+// docs/lambda-runtime-contract.md#reset-after-a-failure: any exit outside
+// SHUTDOWN, even status 0, is Extension.Crash.
 func TestExitBeforeShutdownIsACrash(t *testing.T) {
 	sb, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), Env: []string{"TESTEXT_EXIT_EARLY=1"}})
 	if err != nil {
@@ -311,7 +316,8 @@ func TestExitBeforeShutdownIsACrash(t *testing.T) {
 	}
 }
 
-// §1.3: init/error fails the init with the reported type.
+// docs/lambda-runtime-contract.md#init-error-and-exit-error: init/error fails the
+// init with the reported type.
 func TestInitErrorFailsStart(t *testing.T) {
 	_, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), Env: []string{"TESTEXT_INIT_ERROR=1"}})
 	var extErr *ExtensionError
@@ -320,8 +326,8 @@ func TestInitErrorFailsStart(t *testing.T) {
 	}
 }
 
-// §1.1: a registration whose name matches no launched file never arrives
-// for the real file, so init times out.
+// docs/lambda-runtime-contract.md#registration: a registration whose name matches
+// no launched file never arrives for the real file, so init times out.
 func TestWrongNameTimesOutInit(t *testing.T) {
 	_, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), InitTimeout: 500 * time.Millisecond,
 		Env: []string{"TESTEXT_NAME=typo", `TESTEXT_EVENTS=["INVOKE"]`}})
@@ -358,7 +364,7 @@ func call(t *testing.T, method, url string, headers map[string]string, body stri
 	return resp.StatusCode, out
 }
 
-// §1.4: RAPID's error table for register.
+// docs/lambda-runtime-contract.md#error-answers: RAPID's error table for register.
 func TestRegisterErrors(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -378,7 +384,7 @@ func TestRegisterErrors(t *testing.T) {
 		{"internal after close", ModeOnDemand, true, "not-a-file", `{"events":["INVOKE"]}`, false, 403, "Extension.RegistrationClosed"},
 		{"double register", ModeOnDemand, false, "ext-a", `{"events":["INVOKE"]}`, true, 403, "Extension.InvalidExtensionState"},
 		{"configurationKeys", ModeOnDemand, false, "ext-a", `{"configurationKeys":["a"]}`, false, 403, "InvalidRequestFormat"},
-		{"INVOKE on Managed Instances (§4)", ModeManagedInstances, false, "ext-a", `{"events":["INVOKE","SHUTDOWN"]}`, false, 403, "Extension.InvalidEventType"},
+		{"INVOKE on Managed Instances", ModeManagedInstances, false, "ext-a", `{"events":["INVOKE","SHUTDOWN"]}`, false, 403, "Extension.InvalidEventType"},
 		{"SHUTDOWN only on Managed Instances", ModeManagedInstances, false, "ext-a", `{"events":["SHUTDOWN"]}`, false, 200, ""},
 	}
 	for _, tt := range tests {
@@ -398,7 +404,8 @@ func TestRegisterErrors(t *testing.T) {
 	}
 }
 
-// §1.4 and §2.1: identifier checks, error reports, and subscription rules.
+// docs/lambda-runtime-contract.md#error-answers and #subscribe: identifier checks,
+// error reports, and subscription rules.
 func TestIdentifiedCallsAndSubscription(t *testing.T) {
 	good := `{"schemaVersion":"2022-12-13","types":["platform"],"destination":{"protocol":"HTTP","URI":"http://sandbox:4323"}}`
 	tests := []struct {

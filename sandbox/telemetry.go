@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Buffering limits of the Telemetry API (contract §2.1).
+// Buffering limits of the Telemetry API (docs/lambda-runtime-contract.md#subscribe).
 const (
 	minMaxItems, maxMaxItems, defMaxItems    = 1000, 10000, 10000
 	minMaxBytes, maxMaxBytes, defMaxBytes    = 262144, 1048576, 262144
@@ -79,7 +79,8 @@ func (s *Sandbox) emitEvent(ev event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.subscriptionClosed {
-		// Events of init are replayed to every later subscriber (§2.2).
+		// Events of init are replayed to every later subscriber
+		// (docs/lambda-runtime-contract.md#delivery).
 		s.initEvents = append(s.initEvents, ev)
 	}
 	for _, sub := range s.subs {
@@ -122,7 +123,7 @@ func (s *Sandbox) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, existing := range s.subs {
 		if existing.name == ext.name {
-			// RIE's answer to a second subscription (contract §2.1).
+			// RIE's answer to a second subscription (docs/lambda-runtime-contract.md#subscribe).
 			apiError(w, 500, "InternalServerError", "Internal Server Error")
 			return
 		}
@@ -273,7 +274,8 @@ func (sub *subscriber) add(ev event) {
 }
 
 // noteDrops queues a platform.logsDropped event for the records dropped
-// since the last one, as Lambda does once there is room again (§2.2, §2.3);
+// since the last one, as Lambda does once there is room again
+// (docs/lambda-runtime-contract.md#delivery);
 // sub.mu must be held.
 func (sub *subscriber) noteDrops() {
 	if sub.dropRecords == 0 {
