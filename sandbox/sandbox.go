@@ -1,7 +1,8 @@
 // Package sandbox emulates a Lambda execution environment for extensions:
 // the Extensions API, the Telemetry API with real delivery, the freeze
-// between invocations and SHUTDOWN with its deadline, as the runtime
-// contract describes them (docs/lambda-runtime-contract.md#what-a-faithful-emulator-does).
+// between invocations, SHUTDOWN with its deadline and the reset after a
+// failure, as the runtime contract describes them
+// (docs/lambda-runtime-contract.md#what-a-faithful-emulator-does).
 //
 // The extensions are real processes, exec'd from a directory as Lambda does
 // from /opt/extensions. The function is scripted inside the emulator: it
@@ -105,12 +106,12 @@ type Config struct {
 	// NextFailures, if set, is asked about every /next call an extension
 	// makes. call numbers the calls of the extension of that name from 1
 	// (its init's first /next) over the sandbox's whole life: a
-	// re-initialised extension's calls go on counting. A non-zero answer is the HTTP status the
-	// Extensions API fails that call with, in RAPID's error shape (500:
-	// InternalServerError, what Lambda answers once the sandbox is beyond
-	// saving); 0 serves the call. The extension's state does not change: it
-	// is still expected back in /next. It is called without the emulator's
-	// lock held.
+	// re-initialised extension's calls go on counting. A non-zero answer
+	// is the HTTP status the Extensions API fails that call with, in
+	// RAPID's error shape (500: InternalServerError, what Lambda answers
+	// once the sandbox is beyond saving); 0 serves the call. The
+	// extension's state does not change: it is still expected back in
+	// /next. It is called without the emulator's lock held.
 	NextFailures func(extension string, call int) int
 }
 
@@ -215,6 +216,7 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
 	return s, nil
 }
 
+// newSandbox is a Sandbox with cfg's defaults, not started yet.
 func newSandbox(cfg Config) *Sandbox {
 	cfg.defaults()
 	s := &Sandbox{cfg: cfg, changed: make(chan struct{}), initPhase: "init"}
@@ -232,7 +234,7 @@ func (s *Sandbox) start(ctx context.Context) error {
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		os.RemoveAll(s.tempDir)
+		_ = os.RemoveAll(s.tempDir)
 		return fmt.Errorf("sandbox: runtime api listener: %w", err)
 	}
 	s.addr = ln.Addr().String()
@@ -368,40 +370,49 @@ func (s *Sandbox) launch() error {
 		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
 			continue
 		}
-		e := &extension{name: de.Name(), events: make(chan []byte, 1), exited: make(chan struct{})}
-		e.cmd = exec.Command(filepath.Join(s.cfg.ExtensionsDir, de.Name()))
-		e.cmd.Env = s.extensionEnv()
-		e.cmd.Dir = s.tempDir
-		e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		// A pipe of the emulator's own, not StdoutPipe: Wait would close
-		// that one, and sync needs a pollable *os.File.
-		r, w, err := os.Pipe()
-		if err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+		if err := s.launchOne(de.Name()); err != nil {
+			return err
 		}
-		e.cmd.Stdout, e.cmd.Stderr = w, w
-		e.out = newOutput(r)
-		// Under the lock: the extension may register before the exec call
-		// returns, and its registration must find it launched (else it is
-		// taken for an internal extension, refused, and the init hangs).
-		s.mu.Lock()
-		err = s.exec(e.cmd)
-		if err == nil {
-			s.exts = append(s.exts, e)
-		}
-		s.mu.Unlock()
-		w.Close()
-		if err != nil {
-			r.Close()
-			return fmt.Errorf("sandbox: exec %s: %w", de.Name(), err)
-		}
-		go s.capture(e)
-		go s.watch(e)
-		go e.sampleRSS()
 	}
 	if len(s.exts) == 0 {
 		return fmt.Errorf("sandbox: no executable extension in %s", s.cfg.ExtensionsDir)
 	}
+	return nil
+}
+
+// launchOne execs one extension with its output captured and its exit
+// watched.
+func (s *Sandbox) launchOne(name string) error {
+	e := &extension{name: name, events: make(chan []byte, 1), exited: make(chan struct{})}
+	e.cmd = exec.Command(filepath.Join(s.cfg.ExtensionsDir, name))
+	e.cmd.Env = s.extensionEnv()
+	e.cmd.Dir = s.tempDir
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A pipe of the emulator's own, not StdoutPipe: Wait would close that
+	// one, and sync needs a pollable *os.File.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	e.cmd.Stdout, e.cmd.Stderr = w, w
+	e.out = newOutput(r)
+	// Under the lock: the extension may register before the exec call
+	// returns, and its registration must find it launched (else it is taken
+	// for an internal extension, refused, and the init hangs).
+	s.mu.Lock()
+	err = s.exec(e.cmd)
+	if err == nil {
+		s.exts = append(s.exts, e)
+	}
+	s.mu.Unlock()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("sandbox: exec %s: %w", name, err)
+	}
+	go s.capture(e)
+	go s.watch(e)
+	go e.sampleRSS()
 	return nil
 }
 
