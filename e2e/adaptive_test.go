@@ -18,7 +18,7 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
-// FLUSH_STRATEGY=adaptive (design.md, the flush protocol's later step): once
+// FLUSH_STRATEGY=adaptive (README.md, "How it works"): once
 // invocations come faster than the threshold (1 s), the extension calls
 // /next at once and pushes in the background during the next invocation;
 // it falls back to pushing before /next when traffic slows; SHUTDOWN drains

@@ -23,8 +23,8 @@ import (
 )
 
 // The content users query (issue 5): what the lines look like in Loki, on
-// which streams, and that LogQL can use them. Each test names the contract
-// section (shared/lambda-runtime-contract.md) it checks.
+// which streams, and that LogQL can use them. Each test names the section
+// of docs/lambda-runtime-contract.md it checks.
 
 // instant runs a LogQL metric query now, the way a Grafana panel or an
 // alert rule would.
@@ -62,10 +62,11 @@ func reportFloat(t *testing.T, inv sandbox.InvokeResult, name string) float64 {
 	return 0
 }
 
-// runFunctions runs one invocation per fn with frozen gaps between them and
-// then a SHUTDOWN, like run, except that the invocations may differ and the
-// last one may end in a reset (a timeout or a crash resets the sandbox:
-// contract §1.5), whose SHUTDOWN must end as cleanly as a spin-down.
+// runFunctions runs one invocation per fn with frozen gaps between them and then a
+// SHUTDOWN, like run, except that the invocations may differ and the last one may
+// end in a reset (a timeout or a crash resets the sandbox:
+// docs/lambda-runtime-contract.md#reset-after-a-failure), whose SHUTDOWN must end
+// as cleanly as a spin-down.
 func runFunctions(t *testing.T, cfg sandbox.Config, env []string, gap time.Duration, fns ...sandbox.Function) outcome {
 	t.Helper()
 	srv := e2etest.Loki(t)
@@ -82,7 +83,7 @@ func runFunctions(t *testing.T, cfg sandbox.Config, env []string, gap time.Durat
 			t.Fatalf("invoke %d: %v", i, err)
 		}
 		if res.HeldPastDeadline {
-			t.Fatalf("invoke %d: the extension held the sandbox past the deadline (contract §1.5)", i)
+			t.Fatalf("invoke %d: the extension held the sandbox past the deadline (docs/lambda-runtime-contract.md#invoke-and-the-freeze)", i)
 		}
 		o.invokes = append(o.invokes, res)
 		o.lines = append(o.lines, res.Lines...)
@@ -106,12 +107,12 @@ func runFunctions(t *testing.T, cfg sandbox.Config, env []string, gap time.Durat
 	return o
 }
 
-// Contract §2.3, JSON log format: a record that arrives as an object ships as
-// one compact JSON line with all its keys, which LogQL's | json parses, and
-// is stamped with the record's own timestamp, not the event's (the emulator
-// stamps events 250 ms after the runtime wrote the record, so the two
-// differ). Its level becomes a label only with LOKI_LEVEL_LABEL=true: Loki 3
-// detects levels by itself.
+// docs/lambda-runtime-contract.md#text-and-json-records, JSON log format: a record
+// that arrives as an object ships as one compact JSON line with all its keys,
+// which LogQL's | json parses, and is stamped with the record's own timestamp, not
+// the event's (the emulator stamps events 250 ms after the runtime wrote the
+// record, so the two differ). Its level becomes a label only with
+// LOKI_LEVEL_LABEL=true: Loki 3 detects levels by itself.
 func TestJSONRecordsParseAndKeepTheirTimestamps(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -175,8 +176,9 @@ func readme(query, function string) string {
 	return strings.NewReplacer(`"my-fn"`, strconv.Quote(function), "[5m]", "[1h]").Replace(query)
 }
 
-// Contract §2.3 (platform.start, platform.runtimeDone, platform.report; no
-// platform.end in the Telemetry API) and §3 (the last invocation's report
+// docs/lambda-runtime-contract.md#event-catalogue (platform.start, platform.runtimeDone,
+// platform.report; no platform.end in the Telemetry API) and
+// #flushing-without-losing-lines (the last invocation's report
 // arrives only after the extension's /next): with SHIP_PLATFORM_LOGS=true
 // every invocation has START, END and a REPORT in CloudWatch's format on the
 // type="platform" stream, the last one too, and LogQL's unwrap reads back
@@ -260,9 +262,10 @@ func TestReportLinesChartDurationAndMemory(t *testing.T) {
 	}
 }
 
-// Labels (design.md "Labels"): source and function, plus LOKI_LABELS on
+// Labels (README.md, "Labels and cardinality"): source and function, plus LOKI_LABELS on
 // every stream, and never a request ID. A bad label name is one clear error
-// naming LOKI_LABELS, and the function keeps working (contract §1.5: the
+// naming LOKI_LABELS, and the function keeps working
+// (docs/lambda-runtime-contract.md#reset-after-a-failure: the
 // extension follows the lifecycle and exits cleanly at SHUTDOWN).
 func TestUserLabels(t *testing.T) {
 	tests := []struct {
@@ -321,7 +324,8 @@ func TestUserLabels(t *testing.T) {
 	}
 }
 
-// Contract §2.3 (runtimeDone status timeout | failure | error) and §1.5 (a
+// docs/lambda-runtime-contract.md#event-catalogue (runtimeDone status timeout | failure |
+// error) and #reset-after-a-failure (a
 // timeout or a crash resets the sandbox: SHUTDOWN with reason timeout or
 // failure right away, no waiting for /next): the line that says so, with
 // the request ID, is in Loki, and no line the invocation wrote is lost.
@@ -377,7 +381,7 @@ func TestTimedOutAndCrashedInvocationsAreFindable(t *testing.T) {
 	}
 }
 
-// Contract §4, Lambda Managed Instances: the extension registers for SHUTDOWN
+// docs/lambda-runtime-contract.md#managed-instances: the extension registers for SHUTDOWN
 // only (the emulator refuses INVOKE with 403), subscribes with schema
 // 2025-01-29 (the emulator refuses older ones), gets no INVOKE and no
 // runtimeDone, is never frozen, and sees concurrent invocations whose events
@@ -416,7 +420,7 @@ func TestManagedInstancesFlushOnATimerAndDrain(t *testing.T) {
 
 	first := burst(3)
 	if sb.Frozen() {
-		t.Fatal("a Managed Instances environment froze (contract §4: never frozen)")
+		t.Fatal("a Managed Instances environment froze (docs/lambda-runtime-contract.md#managed-instances: never frozen)")
 	}
 	// No INVOKE reaches the extension, so only its timer (1 s) can push.
 	deadline := time.Now().Add(3 * time.Second)
@@ -571,7 +575,7 @@ func (ct *connTracker) close() {
 	}
 }
 
-// Contract §4, SnapStart: init (with the extension's registration and
+// docs/lambda-runtime-contract.md#snapstart: init (with the extension's registration and
 // subscription) runs before the snapshot; the restored environment gets
 // platform.restoreStart, restoreRuntimeDone and restoreReport and no event
 // for extensions; its first REPORT has a Restore Duration instead of an
@@ -664,8 +668,8 @@ func TestSnapStartRestore(t *testing.T) {
 
 // withTestext returns an extensions directory holding the extension and the
 // emulator's small test extension, which writes a line for every event it
-// gets: a second extension whose log lines Lambda captures (contract §2.3,
-// type "extension").
+// gets: a second extension whose log lines Lambda captures
+// (docs/lambda-runtime-contract.md#text-and-json-records, type "extension").
 func withTestext(t *testing.T) string {
 	t.Helper()
 	testextPath, err := gobuild.Binary(gobuild.Module + "/sandbox/internal/testext")
@@ -685,12 +689,12 @@ func withTestext(t *testing.T) string {
 	return dir
 }
 
-// Contract §2.3, extension records: with SHIP_EXTENSION_LOGS=true the lines
-// extensions write reach Loki on a type="extension" stream, those written
-// during init too (replayed to the subscriber, §2.2), and none on the
-// function's stream. The extension's own debug log is among them: it must
-// not feed on itself (a line per push would come back as a line to push)
-// and hold SHUTDOWN up.
+// docs/lambda-runtime-contract.md#text-and-json-records, extension records: with
+// SHIP_EXTENSION_LOGS=true the lines extensions write reach Loki on a
+// type="extension" stream, those written during init too (replayed to the
+// subscriber: #delivery), and none on the function's stream. The extension's own
+// debug log is among them: it must not feed on itself (a line per push would come
+// back as a line to push) and hold SHUTDOWN up.
 func TestExtensionLines(t *testing.T) {
 	tests := []struct {
 		name string

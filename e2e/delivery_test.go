@@ -193,9 +193,10 @@ func TestTLSWithATestCA(t *testing.T) {
 	}
 }
 
-// Bad telemetry posted straight to the extension's listener (contract §2.2
-// says what Lambda sends; these are what it must survive): each gets a
-// defined answer, and the extension keeps working and shipping.
+// Bad telemetry posted straight to the extension's listener
+// (docs/lambda-runtime-contract.md#delivery says what Lambda sends; these are what
+// it must survive): each gets a defined answer, and the extension keeps working
+// and shipping.
 func TestBadTelemetry(t *testing.T) {
 	srv := e2etest.Loki(t)
 	function := e2etest.FunctionName(t)
@@ -265,11 +266,11 @@ func TestBadTelemetry(t *testing.T) {
 	}
 }
 
-// Contract §2.2: an overflowing buffer makes Lambda drop records and report
-// platform.logsDropped, and the runtimeDone the lifecycle waits for can be
-// among them. The invocation must not then be held (and billed) until its
-// deadline: the extension gives up on it soon after telemetry goes quiet,
-// and the invocation's lines still reach Loki.
+// docs/lambda-runtime-contract.md#delivery: an overflowing buffer makes Lambda
+// drop records and report platform.logsDropped, and the runtimeDone the lifecycle
+// waits for can be among them. The invocation must not then be held (and billed)
+// until its deadline: the extension gives up on it soon after telemetry goes
+// quiet, and the invocation's lines still reach Loki.
 func TestLostRuntimeDoneDoesNotHoldTheInvocation(t *testing.T) {
 	srv := e2etest.Loki(t)
 	var runtimeDones atomic.Int32
@@ -298,12 +299,12 @@ func TestLostRuntimeDoneDoesNotHoldTheInvocation(t *testing.T) {
 	t.Logf("post-runtime overhead with the runtimeDone lost: %s (others %s, %s)", o.invokes[1].PostRuntime, o.invokes[0].PostRuntime, o.invokes[2].PostRuntime)
 }
 
-// Contract §1.5: after a crash Lambda resets the sandbox at once, and the
-// SHUTDOWN deadline runs from then, while the extension may still be busy
-// with the invocation. With Loki hanging and the default 2 s flush budget,
-// an extension that pushed before /next would read SHUTDOWN with its
-// deadline almost gone; it must still exit by itself, in time, and count
-// what it could not deliver.
+// docs/lambda-runtime-contract.md#reset-after-a-failure: after a crash Lambda
+// resets the sandbox at once, and the SHUTDOWN deadline runs from then, while the
+// extension may still be busy with the invocation. With Loki hanging and the
+// default 2 s flush budget, an extension that pushed before /next would read
+// SHUTDOWN with its deadline almost gone; it must still exit by itself, in time,
+// and count what it could not deliver.
 func TestCrashWithLokiHangingExitsBeforeTheResetDeadline(t *testing.T) {
 	srv := e2etest.Loki(t)
 	p := proxy(t, faultproxy.Config{Upstream: srv.URL()})

@@ -1,6 +1,6 @@
 // Package e2e runs the built extension inside the sandbox emulator against a
 // real Loki, and reads the lines back through Loki's query API. Each test
-// names the contract rule (shared/lambda-runtime-contract.md) it checks.
+// names the rule of docs/lambda-runtime-contract.md it checks.
 package e2e
 
 import (
@@ -77,7 +77,7 @@ func run(t *testing.T, sc scenario) outcome {
 			t.Fatalf("invoke %d: %v", invoke, err)
 		}
 		if res.HeldPastDeadline {
-			t.Fatalf("invoke %d: the extension held the sandbox past the deadline (contract §1.5)", invoke)
+			t.Fatalf("invoke %d: the extension held the sandbox past the deadline (docs/lambda-runtime-contract.md#invoke-and-the-freeze)", invoke)
 		}
 		o.invokes = append(o.invokes, res)
 		o.lines = append(o.lines, res.Lines...)
@@ -87,14 +87,16 @@ func run(t *testing.T, sc scenario) outcome {
 		t.Fatalf("shutdown: %v", err)
 	}
 	o.shutdown = sd
-	// §1.5: the extension must exit by itself before the SHUTDOWN deadline.
+	// docs/lambda-runtime-contract.md#shutdown: the extension must exit by itself
+	// before the SHUTDOWN deadline.
 	if sd.Killed || sd.ExitCode != sc.wantExit || sd.Duration >= 2*time.Second {
 		t.Fatalf("shutdown: killed %v, exit code %d, took %s (deadline 2 s)", sd.Killed, sd.ExitCode, sd.Duration)
 	}
 	return o
 }
 
-// The core promise (design.md, contract §1.5 freeze): 5 invokes × 20 lines
+// The core promise (README.md, "Nothing lost at the freeze";
+// docs/lambda-runtime-contract.md#invoke-and-the-freeze): 5 invokes × 20 lines
 // with 2 s frozen gaps; each invocation's lines are in Loki before its /next,
 // all with their event timestamps and labels.
 func TestTextLinesArriveBeforeEachFreeze(t *testing.T) {
@@ -129,8 +131,8 @@ func TestTextLinesArriveBeforeEachFreeze(t *testing.T) {
 	t.Logf("init %s, shutdown %s, peak RSS %d KiB", o.sb.InitDuration(), o.shutdown.Duration, o.shutdown.PeakRSSBytes/1024)
 }
 
-// JSON log format (contract §2.3: records are objects with schema ≥
-// 2022-12-13): each record ships as one compact JSON line that LogQL's
+// JSON log format (docs/lambda-runtime-contract.md#text-and-json-records: records are
+// objects with schema ≥ 2022-12-13): each record ships as one compact JSON line that LogQL's
 // | json parses, stamped with the record's own timestamp.
 func TestJSONLogFormat(t *testing.T) {
 	srv := e2etest.Loki(t)
@@ -207,9 +209,9 @@ func TestGiantLineIsTruncatedNotLost(t *testing.T) {
 	}
 }
 
-// AWS's runtime interface emulator and SAM answer the subscription with 202
-// and deliver nothing (contract §2.1, §5.1): the extension must keep the
-// function working, never wait for telemetry, and exit cleanly.
+// AWS's runtime interface emulator and SAM answer the subscription with 202 and
+// deliver nothing (docs/lambda-runtime-contract.md#local-emulators): the extension
+// must keep the function working, never wait for telemetry, and exit cleanly.
 func TestTelemetryNotSupportedKeepsTheLifecycle(t *testing.T) {
 	o := run(t, scenario{cfg: sandbox.Config{TelemetryNotSupported: true}, invokes: 3, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 5}})
 	for i, inv := range o.invokes {
@@ -223,7 +225,8 @@ func TestTelemetryNotSupportedKeepsTheLifecycle(t *testing.T) {
 }
 
 // Bad configuration: one clear error naming the variable, and the function
-// keeps working (DEVELOPERS.md); STRICT_CONFIG reports init/error (§1.3).
+// keeps working (README.md, "Never breaks the function"); STRICT_CONFIG
+// reports init/error (docs/lambda-runtime-contract.md#init-error-and-exit-error).
 func TestMisconfiguredExtensionKeepsTheFunctionWorking(t *testing.T) {
 	sb := e2etest.StartSandbox(t, sandbox.Config{FunctionName: e2etest.FunctionName(t),
 		Env: []string{"AWS_SAM_LOCAL=true", "TELEMETRY_LISTENER_PORT=1", "DISPATCH_MIN_BATCH_SIZE=lots"}})
@@ -283,10 +286,11 @@ func TestFreezeCheckCatchesNextBeforeFlush(t *testing.T) {
 	}
 }
 
-// Loki stores one of several entries whose stream, time and line are equal,
-// and Lambda stamps events to the millisecond (contract §2.2): a function
-// that writes the same line twice within a millisecond (a retry loop, blank
-// lines) must still find every copy in Loki.
+// Loki stores one of several entries whose stream, time and line are equal, and
+// Lambda stamps events to the millisecond
+// (docs/lambda-runtime-contract.md#delivery): a function that writes the same line
+// twice within a millisecond (a retry loop, blank lines) must still find every
+// copy in Loki.
 func TestRepeatedLinesAreAllKept(t *testing.T) {
 	srv := e2etest.Loki(t)
 	o := run(t, scenario{

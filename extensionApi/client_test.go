@@ -12,8 +12,9 @@ import (
 	"time"
 )
 
-// fakeAPI answers like RAPID (contract §1): register returns an identifier,
-// every later call must carry it, errors are 403 {"errorMessage","errorType"}.
+// fakeAPI answers like RAPID (docs/lambda-runtime-contract.md#extensions-api):
+// register returns an identifier, every later call must carry it, errors are 403
+// {"errorMessage","errorType"}.
 type fakeAPI struct {
 	t        *testing.T
 	next     []string // bodies /next answers with, in order
@@ -47,7 +48,8 @@ func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusInternalServerError)
 			return
 		}
-		// RIE answers SHUTDOWN with text/plain (contract §1.2).
+		// RIE answers SHUTDOWN with text/plain
+		// (docs/lambda-runtime-contract.md#next-and-its-events).
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = w.Write([]byte(f.next[0]))
 		f.next = f.next[1:]
@@ -91,7 +93,7 @@ func TestNextDecodesEvents(t *testing.T) {
 		reason, requestID string
 		deadline          time.Time
 	}{
-		{"invoke (contract §1.2)", `{"eventType":"INVOKE","deadlineMs":676051,"requestId":"3da1","invokedFunctionArn":"arn:x","tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1"}}`,
+		{"invoke", `{"eventType":"INVOKE","deadlineMs":676051,"requestId":"3da1","invokedFunctionArn":"arn:x","tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1"}}`,
 			true, false, "", "3da1", time.UnixMilli(676051)},
 		{"shutdown, lower-case reason as sent", `{"eventType":"SHUTDOWN","shutdownReason":"spindown","deadlineMs":1654469121614}`,
 			false, true, "spindown", "", time.UnixMilli(1654469121614)},

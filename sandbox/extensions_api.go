@@ -15,7 +15,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// Extension states, after RAPID's (contract §1.3).
+// Extension states, after RAPID's (docs/lambda-runtime-contract.md#init-error-and-exit-error).
 type extState int
 
 const (
@@ -34,6 +34,7 @@ func (st extState) String() string {
 type extension struct {
 	name   string
 	cmd    *exec.Cmd
+	out    *output
 	id     string
 	state  extState
 	invoke bool // registered for INVOKE
@@ -100,7 +101,8 @@ func (s *Sandbox) routes() http.Handler {
 	return mux
 }
 
-// apiError writes RAPID's error answer: 403 for every client error (§1.4).
+// apiError writes RAPID's error answer: 403 for every client error
+// (docs/lambda-runtime-contract.md#error-answers).
 func apiError(w http.ResponseWriter, status int, errorType, format string, args ...any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -158,7 +160,7 @@ func (s *Sandbox) handleRegister(w http.ResponseWriter, r *http.Request) {
 		return
 	case ext == nil && stop:
 		// A name that matches no launched file is an internal extension,
-		// which may not have SHUTDOWN (contract §1.1).
+		// which may not have SHUTDOWN (docs/lambda-runtime-contract.md#registration).
 		apiError(w, 403, "Extension.InvalidEventType", "SHUTDOWN: ShutdownEventNotSupportedForInternalExtension")
 		return
 	case ext == nil && len(s.exts)+s.internal >= maxExtensions:
@@ -212,6 +214,22 @@ func (s *Sandbox) handleNext(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		return
 	}
+	if s.nextCalls == nil {
+		s.nextCalls = map[string]int{}
+	}
+	s.nextCalls[ext.name]++
+	call := s.nextCalls[ext.name]
+	s.mu.Unlock()
+	if hook := s.cfg.NextFailures; hook != nil {
+		if status := hook(ext.name, call); status != 0 {
+			// RAPID's error shape: errorType is the status text without spaces
+			// (500: InternalServerError, "Internal Server Error").
+			text := http.StatusText(status)
+			apiError(w, status, strings.ReplaceAll(text, " ", ""), "%s", text)
+			return
+		}
+	}
+	s.mu.Lock()
 	if ext.state != stateRegistered && ext.state != stateRunning {
 		s.mu.Unlock()
 		apiError(w, 403, "Extension.InvalidExtensionState", "State transition from %s to Ready failed for extension %s", ext.state, ext.name)

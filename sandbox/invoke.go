@@ -8,7 +8,6 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -75,152 +74,247 @@ type InvokeResult struct {
 	HeldPastDeadline bool
 	// Report is the platform.report record sent after the invocation.
 	Report map[string]any
-	// Reset is the shutdown that followed a crash, timeout or held deadline.
+	// Reset is the shutdown phase that followed a failure: the runtime's
+	// crash or timeout, an extension held past the deadline or failed. The
+	// next Invoke initialises a new environment.
 	Reset *ShutdownResult
 }
 
-// Invoke runs one invocation: thaw, platform.start, INVOKE to the
-// extensions, the function's lines, platform.runtimeDone, wait for every
-// extension's /next (bounded by the deadline), platform.report, freeze.
+// invocation is one Invoke on its way through the phases.
+type invocation struct {
+	fn    Function
+	res   InvokeResult
+	start time.Time
+	// waitFor are the extensions given the INVOKE: the invocation ends when
+	// each is back in /next.
+	waitFor []*extension
+	// coldStart holds the report's metrics of the first invocation after an
+	// init (initDurationMs) or a restore (restoreDurationMs).
+	coldStart map[string]any
+	// status and errorType are runtimeDone's, then the report's.
+	status, errorType string
+	runtimeMs         float64
+	// reset is why the invocation ends in a reset ("" for none): the
+	// SHUTDOWN reason.
+	reset string
+	// failure is the extension failure that ended the invocation, if any.
+	failure *ExtensionError
+}
+
+// Invoke runs one invocation the way Lambda does: thaw, platform.start and
+// INVOKE to the extensions, the function, platform.runtimeDone, wait until
+// every extension is back in /next (bounded by the deadline),
+// platform.report, then freeze, or reset after a failure.
+//
+// When an extension fails during the invocation (it exits outside SHUTDOWN:
+// Extension.Crash, or after an exit/error), the invocation fails as in
+// Lambda: its report says status "error" with the failure's type, the
+// environment is reset (the other extensions get SHUTDOWN with reason
+// "failure"), and Invoke returns the result, with Reset set, together with
+// the *ExtensionError. The Sandbox stays usable: the next Invoke
+// initialises a new environment first (a suppressed init, phase "invoke").
+// A failure between invocations is reset by the next Invoke, which then
+// succeeds or fails on its own; Failures lists both kinds.
 func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error) {
-	if err := s.usable(); err != nil {
+	if err := s.prepare(ctx); err != nil {
 		return InvokeResult{}, err
+	}
+	inv := s.beginInvoke(fn)
+	s.runRuntime(ctx, inv)
+	s.awaitNext(ctx, inv)
+	s.report(inv)
+	return s.resetOrFreeze(ctx, inv)
+}
+
+// prepare makes the environment ready for an invocation: a failure left
+// over is reset, a reset environment initialised anew, a snapshot restored.
+func (s *Sandbox) prepare(ctx context.Context) error {
+	s.mu.Lock()
+	ended, failed, needsInit := s.ended, s.failed, s.needsInit
+	s.mu.Unlock()
+	switch {
+	case ended:
+		return ErrEnded
+	case failed != nil && s.cfg.Mode == ModeManagedInstances:
+		_, _ = s.reset(ctx, "failure") // terminates it
+		return failed
+	case failed != nil:
+		// Lambda resets as soon as an extension fails; the emulator does it
+		// when the environment is next needed.
+		if _, err := s.reset(ctx, "failure"); err != nil {
+			return err
+		}
+		needsInit = true
+	}
+	if needsInit {
+		if err := s.reinit(ctx); err != nil {
+			return err
+		}
 	}
 	if s.cfg.Mode == ModeSnapStart && !s.isRestored() {
 		// A SnapStart version is only ever invoked in an environment
-		// restored from its snapshot (contract §4).
-		if err := s.Restore(ctx); err != nil {
-			return InvokeResult{}, err
-		}
+		// restored from its snapshot (docs/lambda-runtime-contract.md#snapstart).
+		return s.Restore(ctx)
 	}
+	return nil
+}
+
+// beginInvoke thaws the environment, emits platform.start and hands INVOKE
+// to every extension registered for it.
+func (s *Sandbox) beginInvoke(fn Function) *invocation {
 	s.thaw()
-	managed := s.cfg.Mode == ModeManagedInstances
-	res := InvokeResult{RequestID: uuid.NewString(), Status: "success"}
-	start := time.Now()
-	res.Deadline = start.Add(s.cfg.FunctionTimeout)
-	s.emitPlatform("platform.start", map[string]any{"requestId": res.RequestID, "version": "$LATEST"})
-
-	var waitFor []*extension
-	var coldStart map[string]any
-	if !managed {
-		payload, _ := json.Marshal(map[string]any{
-			"eventType": "INVOKE", "deadlineMs": res.Deadline.UnixMilli(), "requestId": res.RequestID,
-			"invokedFunctionArn": "arn:aws:lambda:" + s.cfg.Region + ":123456789012:function:" + s.cfg.FunctionName,
-			"tracing":            map[string]string{"type": "X-Amzn-Trace-Id", "value": "Root=1-" + strconv.FormatInt(start.Unix(), 16) + "-" + strings.ReplaceAll(res.RequestID, "-", "")[:24] + ";Sampled=1"},
-		})
-		s.mu.Lock()
-		for _, e := range s.exts {
-			if e.invoke && e.state != stateExited {
-				e.deliver(payload)
-				waitFor = append(waitFor, e)
-			}
-		}
-		s.invokes++
-		if s.invokes == 1 {
-			// The first invocation's REPORT carries the cold start: the init,
-			// or with SnapStart the restore, since init ran at publish time.
-			if s.cfg.Mode == ModeSnapStart {
-				coldStart = map[string]any{"restoreDurationMs": ms(s.restoreDuration)}
-			} else {
-				coldStart = map[string]any{"initDurationMs": ms(s.initDuration)}
-			}
-		}
-		s.mu.Unlock()
+	inv := &invocation{fn: fn, start: time.Now(), status: "success"}
+	inv.res = InvokeResult{RequestID: uuid.NewString(), Status: "success", Deadline: inv.start.Add(s.cfg.FunctionTimeout)}
+	s.emitPlatform("platform.start", map[string]any{"requestId": inv.res.RequestID, "version": "$LATEST"})
+	if s.cfg.Mode == ModeManagedInstances {
+		return inv // extensions get no INVOKE there
 	}
+	payload := s.invokeEvent(inv)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.exts {
+		if e.invoke && e.state != stateExited {
+			e.deliver(payload)
+			inv.waitFor = append(inv.waitFor, e)
+		}
+	}
+	s.invokes++
+	if s.invokes == 1 {
+		// The first invocation's REPORT carries the cold start: the init,
+		// or with SnapStart the restore, since init ran at publish time.
+		if s.cfg.Mode == ModeSnapStart {
+			inv.coldStart = map[string]any{"restoreDurationMs": ms(s.restoreDuration)}
+		} else {
+			inv.coldStart = map[string]any{"initDurationMs": ms(s.initDuration)}
+		}
+	}
+	return inv
+}
 
-	res.Lines = s.runFunction(ctx, fn, res.RequestID, res.Deadline)
-	status, errorType := "success", ""
-	switch fn.Outcome {
+// invokeEvent is the INVOKE payload of an invocation.
+func (s *Sandbox) invokeEvent(inv *invocation) []byte {
+	id := inv.res.RequestID
+	payload, _ := json.Marshal(map[string]any{
+		"eventType": "INVOKE", "deadlineMs": inv.res.Deadline.UnixMilli(), "requestId": id,
+		"invokedFunctionArn": "arn:aws:lambda:" + s.cfg.Region + ":123456789012:function:" + s.cfg.FunctionName,
+		"tracing":            map[string]string{"type": "X-Amzn-Trace-Id", "value": "Root=1-" + strconv.FormatInt(inv.start.Unix(), 16) + "-" + strings.ReplaceAll(id, "-", "")[:24] + ";Sampled=1"},
+	})
+	return payload
+}
+
+// runRuntime runs the scripted function to its outcome and emits
+// platform.runtimeDone, as Lambda does when the runtime calls its next.
+func (s *Sandbox) runRuntime(ctx context.Context, inv *invocation) {
+	inv.res.Lines = s.runFunction(ctx, inv.fn, inv.res.RequestID, inv.res.Deadline)
+	switch inv.fn.Outcome {
 	case Error:
-		status, errorType = "error", "Function.Error"
+		inv.status, inv.errorType = "error", "Function.Error"
 	case Crash:
-		status, errorType = "failure", "Runtime.ExitError"
+		inv.status, inv.errorType, inv.reset = "failure", "Runtime.ExitError", "failure"
 	case Timeout:
-		sleepCtx(ctx, time.Until(res.Deadline))
-		status, errorType = "timeout", "Sandbox.Timeout"
+		sleepCtx(ctx, time.Until(inv.res.Deadline))
+		inv.status, inv.errorType, inv.reset = "timeout", "Sandbox.Timeout", "timeout"
 	}
-	res.Status = status
-	res.RuntimeDone = time.Now()
-	runtimeMs := ms(res.RuntimeDone.Sub(start))
-	if !managed {
-		rec := map[string]any{"requestId": res.RequestID, "status": status,
-			"metrics": map[string]any{"durationMs": runtimeMs, "producedBytes": 0},
-			"spans": []map[string]any{
-				{"name": "responseLatency", "start": start.UTC().Format(TimeLayout), "durationMs": runtimeMs},
-				{"name": "responseDuration", "start": res.RuntimeDone.UTC().Format(TimeLayout), "durationMs": 0.0},
-			}}
-		if errorType != "" {
-			rec["errorType"] = errorType
-		}
-		s.emitPlatform("platform.runtimeDone", rec)
+	inv.res.Status = inv.status
+	inv.res.RuntimeDone = time.Now()
+	inv.runtimeMs = ms(inv.res.RuntimeDone.Sub(inv.start))
+	if s.cfg.Mode == ModeManagedInstances {
+		return // no runtimeDone there
 	}
+	rec := map[string]any{"requestId": inv.res.RequestID, "status": inv.status,
+		"metrics": map[string]any{"durationMs": inv.runtimeMs, "producedBytes": 0},
+		"spans": []map[string]any{
+			{"name": "responseLatency", "start": inv.start.UTC().Format(TimeLayout), "durationMs": inv.runtimeMs},
+			{"name": "responseDuration", "start": inv.res.RuntimeDone.UTC().Format(TimeLayout), "durationMs": 0.0},
+		}}
+	if inv.errorType != "" {
+		rec["errorType"] = inv.errorType
+	}
+	s.emitPlatform("platform.runtimeDone", rec)
+}
 
-	// The sandbox freezes only once every extension has called /next.
-	deadlineCtx, cancel := context.WithDeadline(ctx, res.Deadline)
-	defer cancel()
-	// After a timeout or a crash Lambda resets at once; it waits for no one.
-	if fn.Outcome == Timeout || fn.Outcome == Crash {
-		waitFor = nil
+// awaitNext waits until every extension given the INVOKE is back in /next,
+// at most until the deadline; the environment freezes only then. An
+// extension still busy at the deadline times the invocation out; one that
+// fails fails it.
+func (s *Sandbox) awaitNext(ctx context.Context, inv *invocation) {
+	if inv.reset != "" {
+		// After a timeout or a crash Lambda resets at once; it waits for no one.
+		inv.waitFor = nil
 	}
+	deadlineCtx, cancel := context.WithDeadline(ctx, inv.res.Deadline)
+	defer cancel()
 	// An extension is done when it is back in /next after this INVOKE began.
 	err := s.waitFor(deadlineCtx, "the extensions' /next", func() bool {
-		for _, e := range waitFor {
-			if e.state != stateExited && (e.state != stateReady || !e.nextAt.After(start)) {
+		for _, e := range inv.waitFor {
+			if e.state != stateExited && (e.state != stateReady || !e.nextAt.After(inv.start)) {
 				return false
 			}
 		}
 		return true
 	})
 	s.mu.Lock()
-	res.Next = res.RuntimeDone
-	for _, e := range waitFor {
-		if e.nextAt.After(res.Next) {
-			res.Next = e.nextAt
+	inv.res.Next = inv.res.RuntimeDone
+	for _, e := range inv.waitFor {
+		if e.nextAt.After(inv.res.Next) {
+			inv.res.Next = e.nextAt
 		}
 	}
 	s.mu.Unlock()
-	if crash := s.Crash(); crash != nil {
-		return res, crash
+	var failed *ExtensionError
+	switch {
+	case errors.As(err, &failed):
+		// Lambda fails the invocation and resets at once
+		// (docs/lambda-runtime-contract.md#reset-after-a-failure).
+		inv.failure = failed
+		inv.res.Next = time.Now()
+		inv.status, inv.errorType, inv.reset = "error", failed.Type, "failure"
+	case err != nil && ctx.Err() == nil:
+		inv.res.HeldPastDeadline = true
+		inv.res.Next = time.Now()
+		inv.status, inv.errorType, inv.reset = "timeout", "Extension.TimedOut", "timeout"
 	}
-	if err != nil && ctx.Err() == nil {
-		res.HeldPastDeadline = true
-		res.Next = time.Now()
-		status, errorType = "timeout", "Extension.TimedOut"
-	}
-	res.PostRuntime = max(res.Next.Sub(res.RuntimeDone), 0)
+	inv.res.PostRuntime = max(inv.res.Next.Sub(inv.res.RuntimeDone), 0)
+}
 
-	total := runtimeMs + ms(res.PostRuntime)
+// report emits platform.report: the runtime's time plus the extensions'
+// post-runtime time, billed to the next millisecond.
+func (s *Sandbox) report(inv *invocation) {
+	total := inv.runtimeMs + ms(inv.res.PostRuntime)
 	metrics := map[string]any{"durationMs": total}
-	if !managed {
+	if s.cfg.Mode != ModeManagedInstances {
 		metrics["billedDurationMs"] = int64(math.Ceil(total))
 		metrics["memorySizeMB"] = s.cfg.MemoryMB
 		metrics["maxMemoryUsedMB"] = s.memoryUsedMB()
 	}
-	for k, v := range coldStart {
+	for k, v := range inv.coldStart {
 		metrics[k] = v
 	}
-	res.Report = map[string]any{"requestId": res.RequestID, "status": status, "metrics": metrics}
-	if errorType != "" {
-		res.Report["errorType"] = errorType
+	inv.res.Report = map[string]any{"requestId": inv.res.RequestID, "status": inv.status, "metrics": metrics}
+	if inv.errorType != "" {
+		inv.res.Report["errorType"] = inv.errorType
 	}
-	s.emitPlatform("platform.report", res.Report)
+	s.emitPlatform("platform.report", inv.res.Report)
+}
 
-	if res.HeldPastDeadline || fn.Outcome == Crash || fn.Outcome == Timeout {
-		reason := "failure"
-		if status == "timeout" {
-			reason = "timeout"
+// resetOrFreeze ends the invocation: a failed one resets the environment
+// (SHUTDOWN with the reason), any other freezes it until the next.
+func (s *Sandbox) resetOrFreeze(ctx context.Context, inv *invocation) (InvokeResult, error) {
+	if inv.reset != "" {
+		sd, err := s.reset(ctx, inv.reset)
+		inv.res.Reset = &sd
+		if err == nil && inv.failure != nil {
+			err = inv.failure
 		}
-		sd, err := s.Shutdown(ctx, reason)
-		res.Reset = &sd
-		return res, err
+		return inv.res, err
 	}
 	if s.cfg.BeforeFreeze != nil {
-		s.cfg.BeforeFreeze(res.RequestID)
+		s.cfg.BeforeFreeze(inv.res.RequestID)
 	}
-	if !managed {
+	if s.cfg.Mode != ModeManagedInstances {
 		s.freeze()
 	}
-	return res, nil
+	return inv.res, nil
 }
 
 // runFunction writes the scripted lines, spread over fn.Duration.
@@ -291,89 +385,13 @@ func (s *Sandbox) memoryUsedMB() int64 {
 func (s *Sandbox) usable() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.crash != nil {
-		return s.crash
+	if s.failed != nil {
+		return s.failed
 	}
 	if s.ended {
 		return ErrEnded
 	}
 	return nil
-}
-
-// ShutdownResult is what happened at SHUTDOWN.
-type ShutdownResult struct {
-	Reason   string
-	Deadline time.Time
-	// Duration is from SHUTDOWN sent to the last extension's exit.
-	Duration time.Duration
-	// Killed is true when an extension was still running at the deadline
-	// and got SIGKILL.
-	Killed bool
-	// ExitCode of the (last) extension; -1 when killed.
-	ExitCode int
-	// PeakRSSBytes is the largest extension's peak resident memory.
-	PeakRSSBytes int64
-}
-
-// Shutdown thaws, flushes queued telemetry (at most 1 s), sends SHUTDOWN
-// with a deadline ShutdownTimeout away, keeps delivering telemetry, and
-// SIGKILLs whatever still runs at the deadline (contract §1.5, §5.3).
-func (s *Sandbox) Shutdown(ctx context.Context, reason string) (ShutdownResult, error) {
-	s.mu.Lock()
-	if s.ended {
-		s.mu.Unlock()
-		return ShutdownResult{}, ErrEnded
-	}
-	s.ended = true
-	s.mu.Unlock()
-	s.thaw()
-	s.flushTelemetry(time.Second)
-
-	start := time.Now()
-	res := ShutdownResult{Reason: reason, Deadline: start.Add(s.cfg.ShutdownTimeout)}
-	payload, _ := json.Marshal(map[string]any{"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": res.Deadline.UnixMilli()})
-	s.mu.Lock()
-	exts := append([]*extension(nil), s.exts...)
-	for _, e := range exts {
-		e.shuttingDown = true
-		switch {
-		case e.state == stateExited:
-		case e.stop:
-			e.deliver(payload)
-		default:
-			// Not registered for SHUTDOWN: killed at once.
-			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-		}
-	}
-	s.mu.Unlock()
-
-	timer := time.NewTimer(time.Until(res.Deadline))
-	defer timer.Stop()
-	for _, e := range exts {
-		select {
-		case <-e.exited:
-		case <-timer.C:
-			res.Killed = true
-			for _, k := range exts {
-				_ = syscall.Kill(-k.cmd.Process.Pid, syscall.SIGKILL)
-			}
-			<-e.exited
-		case <-ctx.Done():
-			s.Close()
-			return res, ctx.Err()
-		}
-	}
-	s.mu.Lock()
-	for _, e := range exts {
-		if d := e.exitedAt.Sub(start); d > res.Duration {
-			res.Duration = d
-		}
-		res.PeakRSSBytes = max(res.PeakRSSBytes, e.maxRSS.Load())
-		res.ExitCode = e.cmd.ProcessState.ExitCode()
-	}
-	s.mu.Unlock()
-	s.Close()
-	return res, nil
 }
 
 // ErrNotSnapStart is returned by Restore outside ModeSnapStart, and
@@ -386,7 +404,8 @@ var (
 
 // Restore resumes a SnapStart snapshot: it thaws and emits restoreStart,
 // restoreRuntimeDone and restoreReport, then leaves the environment running
-// for the first invocation. Extensions get no event (contract §4). Invoke
+// for the first invocation. Extensions get no event
+// (docs/lambda-runtime-contract.md#snapstart). Invoke
 // restores by itself when Restore was not called.
 func (s *Sandbox) Restore(ctx context.Context) error {
 	if err := s.usable(); err != nil {

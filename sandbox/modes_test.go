@@ -24,9 +24,9 @@ func reportMetrics(e map[string]any) map[string]any {
 	return m
 }
 
-// §2.3: the first invocation's platform.report carries initDurationMs (the
-// cold start), later ones do not; as sent to the listener, not only as
-// returned to the test.
+// docs/lambda-runtime-contract.md#event-catalogue: the first invocation's
+// platform.report carries initDurationMs (the cold start), later ones do not; as
+// sent to the listener, not only as returned to the test.
 func TestFirstReportCarriesTheInitDuration(t *testing.T) {
 	l := withListener(t, "2022-12-13")
 	sb, err := Start(t.Context(), l.cfg)
@@ -51,7 +51,7 @@ func TestFirstReportCarriesTheInitDuration(t *testing.T) {
 	}
 }
 
-// §4 Lambda Managed Instances: SHUTDOWN-only registration, schema
+// docs/lambda-runtime-contract.md#managed-instances: SHUTDOWN-only registration, schema
 // 2025-01-29, no INVOKE to extensions, no runtimeDone, reports with only
 // durationMs, and the environment is never frozen.
 func TestManagedInstancesMode(t *testing.T) {
@@ -91,7 +91,7 @@ func TestManagedInstancesMode(t *testing.T) {
 	}
 }
 
-// §4 SnapStart: init, then the snapshot (frozen); the restore emits
+// docs/lambda-runtime-contract.md#snapstart: init, then the snapshot (frozen); the restore emits
 // restoreStart, restoreRuntimeDone and restoreReport and renders nothing to
 // extensions; the first report has restoreDurationMs and no initDurationMs.
 // An environment is restored once; Invoke restores it when the test did not.
@@ -147,9 +147,9 @@ func TestSnapStartMode(t *testing.T) {
 	}
 }
 
-// §2.3: the function's init lines come before any invocation and carry no
-// request ID; a JSON record keeps the runtime's timestamp while Lambda
-// stamps the event CaptureLag later.
+// docs/lambda-runtime-contract.md#text-and-json-records: the function's init lines
+// come before any invocation and carry no request ID; a JSON record keeps the
+// runtime's timestamp while Lambda stamps the event CaptureLag later.
 func TestInitLinesAndCaptureLag(t *testing.T) {
 	l := withListener(t, "2022-12-13")
 	l.cfg.LogFormat = "json"

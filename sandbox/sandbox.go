@@ -1,7 +1,8 @@
 // Package sandbox emulates a Lambda execution environment for extensions:
 // the Extensions API, the Telemetry API with real delivery, the freeze
-// between invocations and SHUTDOWN with its deadline, as the runtime
-// contract (shared/lambda-runtime-contract.md, §5.3) describes them.
+// between invocations, SHUTDOWN with its deadline and the reset after a
+// failure, as the runtime contract describes them
+// (docs/lambda-runtime-contract.md#what-a-faithful-emulator-does).
 //
 // The extensions are real processes, exec'd from a directory as Lambda does
 // from /opt/extensions. The function is scripted inside the emulator: it
@@ -10,7 +11,6 @@
 package sandbox
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +37,7 @@ const (
 	ModeOnDemand Mode = iota
 	// ModeManagedInstances is Lambda Managed Instances: extensions register
 	// for SHUTDOWN only, no runtimeDone, no freeze, concurrent invocations,
-	// telemetry schema 2025-01-29 (contract §4).
+	// telemetry schema 2025-01-29 (docs/lambda-runtime-contract.md#managed-instances).
 	ModeManagedInstances
 	// ModeSnapStart initialises, then freezes as a snapshot until Restore.
 	ModeSnapStart
@@ -76,7 +76,8 @@ type Config struct {
 	InitLines []string
 	// CaptureLag is how much later than the runtime's own clock Lambda stamps
 	// a function event's time. A JSON-format record keeps the runtime's
-	// timestamp, so a lag tells the two apart (contract §2.3).
+	// timestamp, so a lag tells the two apart
+	// (docs/lambda-runtime-contract.md#text-and-json-records).
 	CaptureLag time.Duration
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
@@ -95,12 +96,23 @@ type Config struct {
 	TelemetryBufferBytes int
 	// DropEvent, if set, makes the Telemetry API drop every event of a type
 	// it returns true for, as an overflowing buffer would: the event is
-	// counted and platform.logsDropped reports it at once (§2.2). Tests use
+	// counted and platform.logsDropped reports it at once
+	// (docs/lambda-runtime-contract.md#delivery). Tests use
 	// it to lose a runtimeDone, which a real overflow can do too.
 	DropEvent func(eventType string) bool
 	// BeforeFreeze, if set, is called after every extension has called /next
 	// at the end of an invocation and before the sandbox freezes.
 	BeforeFreeze func(requestID string)
+	// NextFailures, if set, is asked about every /next call an extension
+	// makes. call numbers the calls of the extension of that name from 1
+	// (its init's first /next) over the sandbox's whole life: a
+	// re-initialised extension's calls go on counting. A non-zero answer
+	// is the HTTP status the Extensions API fails that call with, in
+	// RAPID's error shape (500: InternalServerError, what Lambda answers
+	// once the sandbox is beyond saving); 0 serves the call. The
+	// extension's state does not change: it is still expected back in
+	// /next. It is called without the emulator's lock held.
+	NextFailures func(extension string, call int) int
 }
 
 func (c *Config) defaults() {
@@ -131,7 +143,8 @@ func (c *Config) defaults() {
 }
 
 // ExtensionError is an extension's failure as Lambda reports it: a crash
-// (Extension.Crash), an init or exit error it reported itself.
+// (Extension.Crash: an exit outside SHUTDOWN without a report), or an init
+// or exit error it reported itself before it exited.
 type ExtensionError struct {
 	Extension string
 	// Type is Extension.Crash, Extension.InitError or Extension.ExitError.
@@ -148,7 +161,8 @@ func (e *ExtensionError) Error() string {
 	return fmt.Sprintf("extension %s: %s: %s", e.Extension, e.Type, e.Message)
 }
 
-// ErrEnded is returned by Invoke after the sandbox was shut down or reset.
+// ErrEnded is returned by Invoke after Shutdown or Close, and after a reset
+// of a Managed Instances environment, which is never re-initialised.
 var ErrEnded = errors.New("sandbox: the execution environment has ended")
 
 // Sandbox is one running execution environment.
@@ -168,41 +182,73 @@ type Sandbox struct {
 	initEvents         []event
 	frozen             bool
 	ended              bool
-	crash              *ExtensionError
-	invokes            int
-	initDuration       time.Duration
-	initLines          []Line
-	restored           bool
-	restoreDuration    time.Duration
-	output             strings.Builder // the extensions' output, bounded
+	// failed is the extension failure the environment has not been reset
+	// from yet; failures are all of them, over every reset.
+	failed   *ExtensionError
+	failures []*ExtensionError
+	// needsInit is set by a reset: the next Invoke initialises a new
+	// environment first, with phase "invoke" (a suppressed init).
+	needsInit       bool
+	nextCalls       map[string]int // /next calls by extension name, for NextFailures
+	initPhase       string
+	retired         TelemetryStats // of the subscribers of earlier environments
+	invokes         int
+	initDuration    time.Duration
+	initLines       []Line
+	restored        bool
+	restoreDuration time.Duration
+	output          strings.Builder // the extensions' output, bounded
 
-	telemetryDropped int64
+	// startProcess replaces cmd.Start in tests that need a slow exec.
+	startProcess func(*exec.Cmd) error
 }
 
-// Start execs the extensions and runs init through RAPID's gates (contract
-// §1.5): all registered, runtime init, registration closed, every
-// extension's first /next, subscriptions closed. It returns when init is
-// done; the sandbox is then frozen until the first Invoke (or Restore).
+// Start execs the extensions and runs init through RAPID's gates
+// (docs/lambda-runtime-contract.md#init-and-its-gates): all registered, runtime
+// init, registration closed, every extension's first /next, subscriptions closed.
+// It returns when init is done; the sandbox is then frozen until the first Invoke
+// (or Restore).
 func Start(ctx context.Context, cfg Config) (*Sandbox, error) {
+	s := newSandbox(cfg)
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newSandbox is a Sandbox with cfg's defaults, not started yet.
+func newSandbox(cfg Config) *Sandbox {
 	cfg.defaults()
-	s := &Sandbox{cfg: cfg, changed: make(chan struct{})}
+	s := &Sandbox{cfg: cfg, changed: make(chan struct{}), initPhase: "init"}
+	if cfg.Mode == ModeSnapStart {
+		s.initPhase = "snap-start"
+	}
+	return s
+}
+
+// start serves the Runtime API, runs the init and freezes.
+func (s *Sandbox) start(ctx context.Context) error {
 	var err error
 	if s.tempDir, err = os.MkdirTemp("", "lambda-sandbox-"); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+		return fmt.Errorf("sandbox: %w", err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("sandbox: runtime api listener: %w", err)
+		_ = os.RemoveAll(s.tempDir)
+		return fmt.Errorf("sandbox: runtime api listener: %w", err)
 	}
 	s.addr = ln.Addr().String()
 	s.srv = &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = s.srv.Serve(ln) }()
 
-	if err := s.init(ctx); err != nil {
+	if err := s.init(ctx, s.cfg.InitTimeout); err != nil {
 		s.Close()
-		return nil, err
+		return err
 	}
-	return s, nil
+	if s.cfg.Mode != ModeManagedInstances {
+		s.freeze()
+	}
+	return nil
 }
 
 // RuntimeAPI is the address given to extensions as AWS_LAMBDA_RUNTIME_API.
@@ -242,15 +288,27 @@ func (s *Sandbox) PIDs() []int {
 	return out
 }
 
-// Crash is the extension crash seen so far, if any.
+// Crash is the latest extension failure (a crash, or an init or exit error
+// followed by the exit), if any; it stays after the reset that followed.
 func (s *Sandbox) Crash() *ExtensionError {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.crash
+	if len(s.failures) == 0 {
+		return nil
+	}
+	return s.failures[len(s.failures)-1]
 }
 
-func (s *Sandbox) init(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.InitTimeout)
+// Failures are every extension failure so far, over every reset, in order.
+func (s *Sandbox) Failures() []*ExtensionError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.failures)
+}
+
+// init runs the init phase through its gates, within timeout.
+func (s *Sandbox) init(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	if err := s.launch(); err != nil {
@@ -263,20 +321,20 @@ func (s *Sandbox) init(ctx context.Context) error {
 		return err
 	}
 	s.emitPlatform("platform.initStart", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(),
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase,
 		"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST", "runtimeVersion": "emulated.v1",
 	})
 	// Gate 2: the runtime initialises and asks for its first invocation.
 	initStart := time.Now()
 	if len(s.cfg.InitLines) > 0 {
-		lines := s.runFunction(ctx, Function{Messages: s.cfg.InitLines}, "", initStart.Add(s.cfg.InitTimeout))
+		lines := s.runFunction(ctx, Function{Messages: s.cfg.InitLines}, "", initStart.Add(timeout))
 		s.mu.Lock()
 		s.initLines = lines
 		s.mu.Unlock()
 	}
 	sleepCtx(ctx, s.cfg.RuntimeInit-time.Since(initStart))
 	s.emitPlatform("platform.initRuntimeDone", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(), "status": "success",
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success",
 	})
 	s.mu.Lock()
 	s.registrationClosed = true
@@ -293,20 +351,10 @@ func (s *Sandbox) init(ctx context.Context) error {
 	initMs := ms(s.initDuration)
 	s.mu.Unlock()
 	s.emitPlatform("platform.initReport", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.phase(), "status": "success",
+		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success",
 		"metrics": map[string]any{"durationMs": initMs},
 	})
-	if s.cfg.Mode != ModeManagedInstances {
-		s.freeze()
-	}
 	return nil
-}
-
-func (s *Sandbox) phase() string {
-	if s.cfg.Mode == ModeSnapStart {
-		return "snap-start"
-	}
-	return "init"
 }
 
 // launch execs every executable file of ExtensionsDir in lexical order,
@@ -322,31 +370,59 @@ func (s *Sandbox) launch() error {
 		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
 			continue
 		}
-		e := &extension{name: de.Name(), events: make(chan []byte, 1), exited: make(chan struct{})}
-		e.cmd = exec.Command(filepath.Join(s.cfg.ExtensionsDir, de.Name()))
-		e.cmd.Env = s.extensionEnv()
-		e.cmd.Dir = s.tempDir
-		e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		stdout, err := e.cmd.StdoutPipe()
-		if err != nil {
-			return fmt.Errorf("sandbox: %w", err)
+		if err := s.launchOne(de.Name()); err != nil {
+			return err
 		}
-		e.cmd.Stderr = e.cmd.Stdout
-		if err := e.cmd.Start(); err != nil {
-			return fmt.Errorf("sandbox: exec %s: %w", de.Name(), err)
-		}
-		s.mu.Lock()
-		s.exts = append(s.exts, e)
-		s.mu.Unlock()
-		captured := make(chan struct{})
-		go s.capture(e, stdout, captured)
-		go s.watch(e, captured)
-		go e.sampleRSS()
 	}
 	if len(s.exts) == 0 {
 		return fmt.Errorf("sandbox: no executable extension in %s", s.cfg.ExtensionsDir)
 	}
 	return nil
+}
+
+// launchOne execs one extension with its output captured and its exit
+// watched.
+func (s *Sandbox) launchOne(name string) error {
+	e := &extension{name: name, events: make(chan []byte, 1), exited: make(chan struct{})}
+	e.cmd = exec.Command(filepath.Join(s.cfg.ExtensionsDir, name))
+	e.cmd.Env = s.extensionEnv()
+	e.cmd.Dir = s.tempDir
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A pipe of the emulator's own, not StdoutPipe: Wait would close that
+	// one, and sync needs a pollable *os.File.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	e.cmd.Stdout, e.cmd.Stderr = w, w
+	e.out = newOutput(r)
+	// Under the lock: the extension may register before the exec call
+	// returns, and its registration must find it launched (else it is taken
+	// for an internal extension, refused, and the init hangs).
+	s.mu.Lock()
+	err = s.exec(e.cmd)
+	if err == nil {
+		s.exts = append(s.exts, e)
+	}
+	s.mu.Unlock()
+	w.Close()
+	if err != nil {
+		r.Close()
+		return fmt.Errorf("sandbox: exec %s: %w", name, err)
+	}
+	go s.capture(e)
+	go s.watch(e)
+	go e.sampleRSS()
+	return nil
+}
+
+// exec starts an extension's process: cmd.Start, or startProcess if a test
+// set one.
+func (s *Sandbox) exec(cmd *exec.Cmd) error {
+	if s.startProcess != nil {
+		return s.startProcess(cmd)
+	}
+	return cmd.Start()
 }
 
 func (s *Sandbox) extensionEnv() []string {
@@ -366,38 +442,26 @@ func (s *Sandbox) extensionEnv() []string {
 	return append(env, s.cfg.Env...)
 }
 
-// capture copies an extension's output to ExtensionOutput and into the
-// telemetry stream as type "extension" records, as Lambda does.
-func (s *Sandbox) capture(e *extension, r io.Reader, done chan<- struct{}) {
-	defer close(done)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if w := s.cfg.ExtensionOutput; w != nil {
-			fmt.Fprintf(w, "[%s] %s\n", e.name, line)
-		}
-		s.mu.Lock()
-		if s.output.Len() < 4<<20 {
-			s.output.WriteString(line + "\n")
-		}
-		s.mu.Unlock()
-		s.emit("extension", time.Now(), line+"\n", "")
-	}
-}
-
 // watch waits for an extension to exit. Any exit outside SHUTDOWN, even
-// with status 0, is an Extension.Crash (contract §1.5), unless the
-// extension reported an init or exit error first.
-func (s *Sandbox) watch(e *extension, captured <-chan struct{}) {
-	<-captured
+// with status 0, fails the environment
+// (docs/lambda-runtime-contract.md#reset-after-a-failure): as the init or exit
+// error the extension reported first, or else as an Extension.Crash.
+func (s *Sandbox) watch(e *extension) {
+	<-e.out.done
 	err := e.cmd.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e.exitErr = err
 	e.exitedAt = time.Now()
-	if !e.shuttingDown && e.reported == nil && s.crash == nil {
-		s.crash = &ExtensionError{Extension: e.name, Type: "Extension.Crash", Message: fmt.Sprintf("exited outside SHUTDOWN: %v", processStatus(e.cmd))}
+	if !e.shuttingDown {
+		failure := e.reported
+		if failure == nil {
+			failure = &ExtensionError{Extension: e.name, Type: "Extension.Crash", Message: fmt.Sprintf("exited outside SHUTDOWN: %v", processStatus(e.cmd))}
+		}
+		s.failures = append(s.failures, failure)
+		if s.failed == nil {
+			s.failed = failure
+		}
 	}
 	e.state = stateExited
 	close(e.exited)
@@ -412,12 +476,12 @@ func processStatus(cmd *exec.Cmd) string {
 }
 
 // waitFor blocks until cond (evaluated under s.mu) holds, an extension
-// crashes or reports an init error, or ctx ends.
+// fails (exits outside SHUTDOWN, or reports an init error), or ctx ends.
 func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) error {
 	for {
 		s.mu.Lock()
 		ok := cond()
-		crash := s.crash
+		failed := s.failed
 		var reported *ExtensionError
 		for _, e := range s.exts {
 			if e.reported != nil && e.reported.Type == "Extension.InitError" {
@@ -429,8 +493,8 @@ func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) er
 		switch {
 		case reported != nil:
 			return reported
-		case crash != nil:
-			return crash
+		case failed != nil:
+			return failed
 		case ok:
 			return nil
 		}
@@ -452,18 +516,26 @@ func (s *Sandbox) broadcast() {
 // group, as Lambda freezes the sandbox once everyone has called /next.
 func (s *Sandbox) freeze() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.frozen || s.ended {
+		s.mu.Unlock()
 		return
 	}
 	s.frozen = true
 	for _, sub := range s.subs {
 		sub.pause(true)
 	}
+	var running []*extension
 	for _, e := range s.exts {
 		if e.state != stateExited {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGSTOP)
+			running = append(running, e)
 		}
+	}
+	s.mu.Unlock()
+	// What an extension wrote before it called /next belongs before the
+	// freeze: capture it now, not whenever the pipe's reader gets to it.
+	for _, e := range running {
+		e.out.sync(time.Second)
 	}
 }
 
@@ -497,6 +569,7 @@ func (s *Sandbox) Close() {
 	s.mu.Lock()
 	s.ended = true
 	for _, e := range s.exts {
+		e.shuttingDown = true // killed, not crashed
 		if e.state != stateExited && e.cmd.Process != nil {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)

@@ -18,8 +18,8 @@ import (
 )
 
 // testExtension builds the test extension once and returns a directory
-// holding it under name.
-func testExtension(t *testing.T, name string) string {
+// holding a copy of it under each name.
+func testExtension(t *testing.T, names ...string) string {
 	t.Helper()
 	testExt, err := gobuild.Binary(gobuild.Module + "/sandbox/internal/testext")
 	if err != nil {
@@ -30,8 +30,10 @@ func testExtension(t *testing.T, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
-		t.Fatal(err)
+	for _, name := range names {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return dir
 }
@@ -107,7 +109,8 @@ func processState(t *testing.T, pid int, want byte) byte {
 	return st
 }
 
-// §1.5 and §5.3: init gates, the freeze (SIGSTOP, no delivery), the
+// docs/lambda-runtime-contract.md#init-and-its-gates and #invoke-and-the-freeze: init gates, the
+// freeze (SIGSTOP, no delivery), the
 // invocation's events in order, the report only after the thaw, and SHUTDOWN.
 func TestLifecycleFreezeAndDelivery(t *testing.T) {
 	l := withListener(t, "2022-12-13", "TESTEXT_NEXT_DELAY_MS=150")
@@ -156,8 +159,9 @@ func TestLifecycleFreezeAndDelivery(t *testing.T) {
 	}
 }
 
-// §2.3: text records carry the runtime's prefix and newline; JSON records
-// are objects with schema ≥ 2022-12-13 and strings with 2022-07-01.
+// docs/lambda-runtime-contract.md#text-and-json-records: text records carry the
+// runtime's prefix and newline; JSON records are objects with schema ≥ 2022-12-13
+// and strings with 2022-07-01.
 func TestRecordRendering(t *testing.T) {
 	tests := []struct {
 		format, schema string
@@ -208,7 +212,8 @@ func TestRecordRendering(t *testing.T) {
 	}
 }
 
-// §2.2: a failed delivery (non-2xx) is retried and nothing is lost.
+// docs/lambda-runtime-contract.md#delivery: a failed delivery (non-2xx) is retried
+// and nothing is lost.
 func TestDeliveryRetriesAfterErrors(t *testing.T) {
 	l := withListener(t, "2022-12-13", "TESTEXT_FAIL_FIRST=2")
 	sb, err := Start(t.Context(), l.cfg)
@@ -233,8 +238,8 @@ func TestDeliveryRetriesAfterErrors(t *testing.T) {
 	}
 }
 
-// §2.2: a listener slower than the log rate makes the buffer overflow;
-// records are dropped and platform.logsDropped says so.
+// docs/lambda-runtime-contract.md#delivery: a listener slower than the log rate
+// makes the buffer overflow; records are dropped and platform.logsDropped says so.
 func TestSlowListenerGetsLogsDropped(t *testing.T) {
 	l := withListener(t, "2022-12-13", "TESTEXT_SLOW_MS=300")
 	l.cfg.TelemetryBufferBytes = 64 << 10
@@ -261,7 +266,29 @@ func TestSlowListenerGetsLogsDropped(t *testing.T) {
 	}
 }
 
-// §1.5: an extension that ignores SHUTDOWN is SIGKILLed at the deadline.
+// The freeze is a cut: what an extension wrote before it called /next is
+// captured by the time the sandbox is frozen (Start and Invoke return), not
+// whenever the pipe's reader gets to it after the thaw. Thousands of lines
+// just before /next leave the reader behind when the freeze comes.
+func TestFreezeCapturesWhatWasWrittenBeforeNext(t *testing.T) {
+	sb, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), Env: []string{"TESTEXT_PRINT_BEFORE_NEXT=5000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	if out := sb.ExtensionOutput(); !strings.Contains(out, "before next 0: line 4999\n") {
+		t.Fatalf("frozen after init with the lines before the first /next not all captured; output ends %q", out[max(0, len(out)-100):])
+	}
+	if _, err := sb.Invoke(t.Context(), Function{Lines: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if out := sb.ExtensionOutput(); !strings.Contains(out, "before next 1: line 4999\n") {
+		t.Fatalf("frozen after the invocation with the lines before its /next not all captured; output ends %q", out[max(0, len(out)-100):])
+	}
+}
+
+// docs/lambda-runtime-contract.md#shutdown: an extension that ignores SHUTDOWN is
+// SIGKILLed at the deadline.
 func TestShutdownKillsAtTheDeadline(t *testing.T) {
 	sb, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), ShutdownTimeout: 300 * time.Millisecond, Env: []string{"TESTEXT_IGNORE_SHUTDOWN=1"}})
 	if err != nil {
@@ -274,7 +301,8 @@ func TestShutdownKillsAtTheDeadline(t *testing.T) {
 	}
 }
 
-// §1.5: any exit outside SHUTDOWN, even status 0, is Extension.Crash.
+// docs/lambda-runtime-contract.md#reset-after-a-failure: any exit outside
+// SHUTDOWN, even status 0, is Extension.Crash.
 func TestExitBeforeShutdownIsACrash(t *testing.T) {
 	sb, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), Env: []string{"TESTEXT_EXIT_EARLY=1"}})
 	if err != nil {
@@ -288,7 +316,8 @@ func TestExitBeforeShutdownIsACrash(t *testing.T) {
 	}
 }
 
-// §1.3: init/error fails the init with the reported type.
+// docs/lambda-runtime-contract.md#init-error-and-exit-error: init/error fails the
+// init with the reported type.
 func TestInitErrorFailsStart(t *testing.T) {
 	_, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), Env: []string{"TESTEXT_INIT_ERROR=1"}})
 	var extErr *ExtensionError
@@ -297,8 +326,8 @@ func TestInitErrorFailsStart(t *testing.T) {
 	}
 }
 
-// §1.1: a registration whose name matches no launched file never arrives
-// for the real file, so init times out.
+// docs/lambda-runtime-contract.md#registration: a registration whose name matches
+// no launched file never arrives for the real file, so init times out.
 func TestWrongNameTimesOutInit(t *testing.T) {
 	_, err := Start(t.Context(), Config{ExtensionsDir: testExtension(t, "testext"), InitTimeout: 500 * time.Millisecond,
 		Env: []string{"TESTEXT_NAME=typo", `TESTEXT_EVENTS=["INVOKE"]`}})
@@ -335,7 +364,7 @@ func call(t *testing.T, method, url string, headers map[string]string, body stri
 	return resp.StatusCode, out
 }
 
-// §1.4: RAPID's error table for register.
+// docs/lambda-runtime-contract.md#error-answers: RAPID's error table for register.
 func TestRegisterErrors(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -355,7 +384,7 @@ func TestRegisterErrors(t *testing.T) {
 		{"internal after close", ModeOnDemand, true, "not-a-file", `{"events":["INVOKE"]}`, false, 403, "Extension.RegistrationClosed"},
 		{"double register", ModeOnDemand, false, "ext-a", `{"events":["INVOKE"]}`, true, 403, "Extension.InvalidExtensionState"},
 		{"configurationKeys", ModeOnDemand, false, "ext-a", `{"configurationKeys":["a"]}`, false, 403, "InvalidRequestFormat"},
-		{"INVOKE on Managed Instances (§4)", ModeManagedInstances, false, "ext-a", `{"events":["INVOKE","SHUTDOWN"]}`, false, 403, "Extension.InvalidEventType"},
+		{"INVOKE on Managed Instances", ModeManagedInstances, false, "ext-a", `{"events":["INVOKE","SHUTDOWN"]}`, false, 403, "Extension.InvalidEventType"},
 		{"SHUTDOWN only on Managed Instances", ModeManagedInstances, false, "ext-a", `{"events":["SHUTDOWN"]}`, false, 200, ""},
 	}
 	for _, tt := range tests {
@@ -375,7 +404,8 @@ func TestRegisterErrors(t *testing.T) {
 	}
 }
 
-// §1.4 and §2.1: identifier checks, error reports, and subscription rules.
+// docs/lambda-runtime-contract.md#error-answers and #subscribe: identifier checks,
+// error reports, and subscription rules.
 func TestIdentifiedCallsAndSubscription(t *testing.T) {
 	good := `{"schemaVersion":"2022-12-13","types":["platform"],"destination":{"protocol":"HTTP","URI":"http://sandbox:4323"}}`
 	tests := []struct {
@@ -393,6 +423,7 @@ func TestIdentifiedCallsAndSubscription(t *testing.T) {
 		{"next without identifier", ModeOnDemand, nil, "GET", "/2020-01-01/extension/event/next", "", nil, "", 403, "Extension.MissingExtensionIdentifier"},
 		{"next with a non-UUID", ModeOnDemand, nil, "GET", "/2020-01-01/extension/event/next", "xyz", nil, "", 403, "Extension.InvalidExtensionIdentifier"},
 		{"next with an unknown UUID", ModeOnDemand, nil, "GET", "/2020-01-01/extension/event/next", uuid.NewString(), nil, "", 403, "Extension.UnknownExtensionIdentifier"},
+		{"next failed by Config.NextFailures", ModeOnDemand, func(s *Sandbox) { s.cfg.NextFailures = func(string, int) int { return 500 } }, "GET", "/2020-01-01/extension/event/next", "valid", nil, "", 500, "InternalServerError"},
 		{"init/error without type header", ModeOnDemand, nil, "POST", "/2020-01-01/extension/init/error", "valid", nil, "", 403, "Extension.MissingHeader"},
 		{"init/error", ModeOnDemand, nil, "POST", "/2020-01-01/extension/init/error", "valid", map[string]string{"Lambda-Extension-Function-Error-Type": "Extension.X"}, `{"errorMessage":"m"}`, 202, ""},
 		{"init/error after the first next", ModeOnDemand, func(s *Sandbox) { s.exts[0].state = stateRunning }, "POST", "/2020-01-01/extension/init/error", "valid", map[string]string{"Lambda-Extension-Function-Error-Type": "Extension.X"}, ``, 403, "Extension.InvalidExtensionState"},

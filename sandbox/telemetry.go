@@ -16,7 +16,7 @@ import (
 	"time"
 )
 
-// Buffering limits of the Telemetry API (contract §2.1).
+// Buffering limits of the Telemetry API (docs/lambda-runtime-contract.md#subscribe).
 const (
 	minMaxItems, maxMaxItems, defMaxItems    = 1000, 10000, 10000
 	minMaxBytes, maxMaxBytes, defMaxBytes    = 262144, 1048576, 262144
@@ -79,7 +79,8 @@ func (s *Sandbox) emitEvent(ev event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.subscriptionClosed {
-		// Events of init are replayed to every later subscriber (§2.2).
+		// Events of init are replayed to every later subscriber
+		// (docs/lambda-runtime-contract.md#delivery).
 		s.initEvents = append(s.initEvents, ev)
 	}
 	for _, sub := range s.subs {
@@ -122,7 +123,7 @@ func (s *Sandbox) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, existing := range s.subs {
 		if existing.name == ext.name {
-			// RIE's answer to a second subscription (contract §2.1).
+			// RIE's answer to a second subscription (docs/lambda-runtime-contract.md#subscribe).
 			apiError(w, 500, "InternalServerError", "Internal Server Error")
 			return
 		}
@@ -273,7 +274,8 @@ func (sub *subscriber) add(ev event) {
 }
 
 // noteDrops queues a platform.logsDropped event for the records dropped
-// since the last one, as Lambda does once there is room again (§2.2, §2.3);
+// since the last one, as Lambda does once there is room again
+// (docs/lambda-runtime-contract.md#delivery);
 // sub.mu must be held.
 func (sub *subscriber) noteDrops() {
 	if sub.dropRecords == 0 {
@@ -459,25 +461,41 @@ type TelemetryStats struct {
 	DroppedRecords, LogsDroppedEvents int64
 }
 
-// Stats returns the telemetry counters so far.
+func (st TelemetryStats) plus(o TelemetryStats) TelemetryStats {
+	return TelemetryStats{
+		Events: st.Events + o.Events, Batches: st.Batches + o.Batches, Retries: st.Retries + o.Retries,
+		DroppedRecords: st.DroppedRecords + o.DroppedRecords, LogsDroppedEvents: st.LogsDroppedEvents + o.LogsDroppedEvents,
+	}
+}
+
+func (sub *subscriber) stats() TelemetryStats {
+	return TelemetryStats{
+		Events: sub.delivered.Load(), Batches: sub.batches.Load(), Retries: sub.retries.Load(),
+		DroppedRecords: sub.droppedTotal.Load(), LogsDroppedEvents: sub.droppedNotes.Load(),
+	}
+}
+
+// Stats returns the telemetry counters so far, over every reset.
 func (s *Sandbox) Stats() TelemetryStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var st TelemetryStats
+	st := s.retired
 	for _, sub := range s.subs {
-		st.Events += sub.delivered.Load()
-		st.Batches += sub.batches.Load()
-		st.Retries += sub.retries.Load()
-		st.DroppedRecords += sub.droppedTotal.Load()
-		st.LogsDroppedEvents += sub.droppedNotes.Load()
+		st = st.plus(sub.stats())
 	}
 	return st
 }
 
-// flushTelemetry delivers everything queued, at most for d.
+// flushTelemetry delivers everything queued, at most for d, to the
+// extensions still running: an exited one's listener is gone.
 func (s *Sandbox) flushTelemetry(d time.Duration) {
 	s.mu.Lock()
-	subs := slices.Clone(s.subs)
+	var subs []*subscriber
+	for _, sub := range s.subs {
+		if !slices.ContainsFunc(s.exts, func(e *extension) bool { return e.name == sub.name && e.state == stateExited }) {
+			subs = append(subs, sub)
+		}
+	}
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()

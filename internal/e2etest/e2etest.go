@@ -122,12 +122,14 @@ func Env(t testing.TB, lokiURL string, extra ...string) []string {
 	return append(env, extra...)
 }
 
-// StartSandbox starts the emulator with the built extension. cfg's
-// ExtensionsDir and ExtensionOutput are filled in; the sandbox is closed when
-// the test ends, and the extension's output is logged if the test failed.
+// StartSandbox starts the emulator with the built extension, or with the
+// extensions of cfg.ExtensionsDir when it is set. The sandbox is closed when
+// the test ends, and the extensions' output is logged if the test failed.
 func StartSandbox(t testing.TB, cfg sandbox.Config) *sandbox.Sandbox {
 	t.Helper()
-	cfg.ExtensionsDir = ExtensionDir(t)
+	if cfg.ExtensionsDir == "" {
+		cfg.ExtensionsDir = ExtensionDir(t)
+	}
 	sb, err := sandbox.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("starting the sandbox: %v", err)

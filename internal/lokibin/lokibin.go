@@ -1,7 +1,8 @@
 // Package lokibin gets a real Loki binary for tests and the demo: it builds
 // Loki from the Go module proxy once and caches it, since a machine without
 // Docker cannot run Loki's image and go install cannot build Loki (its go.mod
-// has replace directives; see shared/loki-push.md).
+// has replace directives, which go install refuses:
+// https://go.dev/ref/mod#go-install).
 package lokibin
 
 import (

@@ -61,7 +61,8 @@ type Server struct {
 	once    sync.Once
 }
 
-// config is the minimal single-process configuration of shared/loki-push.md,
+// config is a minimal single-process configuration (Loki's monolithic mode,
+// https://grafana.com/docs/loki/latest/get-started/deployment-modes/#monolithic-mode),
 // with limits that let a test read back everything it pushed.
 const config = `auth_enabled: %t
 server: {http_listen_address: 127.0.0.1, http_listen_port: %d, grpc_listen_address: 127.0.0.1, grpc_listen_port: 0, log_level: warn}

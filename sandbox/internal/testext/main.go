@@ -1,5 +1,9 @@
 // Command testext is a minimal extension for the emulator's own tests. Its
 // behaviour is set by environment variables; it prints what it sees.
+//
+// Every variable KEY can be set for one extension only as KEY.<file name>
+// (set and empty turns it off there), so that two copies under different
+// names can share the sandbox's environment and still differ.
 package main
 
 import (
@@ -8,23 +12,64 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 )
 
+// maxNextFailures is how many failed /next calls in a row make the test
+// extension report exit/error and stop, as the real extension does.
+const maxNextFailures = 3
+
+var self = filepath.Base(os.Args[0])
+
+// knob reads a setting: KEY.<file name> when set, else KEY.
+func knob(key string) string {
+	if v, ok := os.LookupEnv(key + "." + self); ok {
+		return v
+	}
+	return os.Getenv(key)
+}
+
+func knobInt(key string) int {
+	n, _ := strconv.Atoi(knob(key))
+	return n
+}
+
+type api struct {
+	base string // the Extensions API's base URL
+	id   string // the identifier registration gave
+}
+
 func main() {
-	api := "http://" + os.Getenv("AWS_LAMBDA_RUNTIME_API") + "/2020-01-01/extension"
-	events := os.Getenv("TESTEXT_EVENTS")
+	x := api{base: "http://" + os.Getenv("AWS_LAMBDA_RUNTIME_API") + "/2020-01-01/extension"}
+	x.register()
+	if port := knob("TESTEXT_LISTEN"); port != "" {
+		listen(port)
+	}
+	if sub := knob("TESTEXT_SUBSCRIBE"); sub != "" {
+		x.subscribe(sub)
+	}
+	if knob("TESTEXT_INIT_ERROR") != "" {
+		x.reportError("init", "Extension.ConfigInvalid", "bad config")
+		os.Exit(1)
+	}
+	x.loop()
+}
+
+func (x *api) register() {
+	events := knob("TESTEXT_EVENTS")
 	if events == "" {
 		events = `["INVOKE","SHUTDOWN"]`
 	}
-	req, _ := http.NewRequest(http.MethodPost, api+"/register", strings.NewReader(`{"events":`+events+`}`))
-	req.Header.Set("Lambda-Extension-Name", os.Getenv("TESTEXT_NAME"))
-	if req.Header.Get("Lambda-Extension-Name") == "" {
-		req.Header.Set("Lambda-Extension-Name", "testext")
+	name := knob("TESTEXT_NAME")
+	if name == "" {
+		name = self
 	}
+	req, _ := http.NewRequest(http.MethodPost, x.base+"/register", strings.NewReader(`{"events":`+events+`}`))
+	req.Header.Set("Lambda-Extension-Name", name)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Println("register failed:", err)
@@ -32,59 +77,108 @@ func main() {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	fmt.Println("register:", resp.StatusCode, string(body))
-	id := resp.Header.Get("Lambda-Extension-Identifier")
+	x.id = resp.Header.Get("Lambda-Extension-Identifier")
+}
 
-	if port := os.Getenv("TESTEXT_LISTEN"); port != "" {
-		listen(port)
-	}
-	if sub := os.Getenv("TESTEXT_SUBSCRIBE"); sub != "" {
-		req, _ := http.NewRequest(http.MethodPut, "http://"+os.Getenv("AWS_LAMBDA_RUNTIME_API")+"/2022-07-01/telemetry", strings.NewReader(sub))
-		req.Header.Set("Lambda-Extension-Identifier", id)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			fmt.Println("subscribe:", resp.StatusCode, string(body))
-		}
-	}
-	if os.Getenv("TESTEXT_INIT_ERROR") != "" {
-		req, _ := http.NewRequest(http.MethodPost, api+"/init/error", strings.NewReader(`{"errorMessage":"bad config","errorType":"Extension.ConfigInvalid"}`))
-		req.Header.Set("Lambda-Extension-Identifier", id)
-		req.Header.Set("Lambda-Extension-Function-Error-Type", "Extension.ConfigInvalid")
-		_, _ = http.DefaultClient.Do(req)
-		os.Exit(1)
-	}
-	for n := 0; ; n++ {
-		req, _ := http.NewRequest(http.MethodGet, api+"/event/next", nil)
-		req.Header.Set("Lambda-Extension-Identifier", id)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			fmt.Println("next failed:", err)
-			os.Exit(1)
-		}
+func (x *api) subscribe(body string) {
+	req, _ := http.NewRequest(http.MethodPut, "http://"+os.Getenv("AWS_LAMBDA_RUNTIME_API")+"/2022-07-01/telemetry", strings.NewReader(body))
+	req.Header.Set("Lambda-Extension-Identifier", x.id)
+	resp, err := http.DefaultClient.Do(req)
+	if err == nil {
 		body, _ := io.ReadAll(resp.Body)
-		fmt.Println("event:", string(body))
-		if os.Getenv("TESTEXT_EXIT_EARLY") != "" {
-			os.Exit(0) // a crash: exiting outside SHUTDOWN, even with 0
+		fmt.Println("subscribe:", resp.StatusCode, string(body))
+	}
+}
+
+// reportError posts init/error or exit/error.
+func (x *api) reportError(kind, errorType, message string) {
+	req, _ := http.NewRequest(http.MethodPost, x.base+"/"+kind+"/error", strings.NewReader(`{"errorMessage":"`+message+`","errorType":"`+errorType+`"}`))
+	req.Header.Set("Lambda-Extension-Identifier", x.id)
+	req.Header.Set("Lambda-Extension-Function-Error-Type", errorType)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		fmt.Println(kind+"/error:", resp.StatusCode)
+	}
+}
+
+// loop calls /next until SHUTDOWN and acts on each event as the knobs say.
+func (x *api) loop() {
+	failures := 0
+	for n := 0; ; n++ {
+		for i := range knobInt("TESTEXT_PRINT_BEFORE_NEXT") {
+			fmt.Printf("before next %d: line %d\n", n, i)
 		}
-		if d, _ := strconv.Atoi(os.Getenv("TESTEXT_NEXT_DELAY_MS")); d > 0 && bytes.Contains(body, []byte(`"INVOKE"`)) {
-			time.Sleep(time.Duration(d) * time.Millisecond) // "work" before /next
-		}
-		if bytes.Contains(body, []byte(`"SHUTDOWN"`)) {
-			if os.Getenv("TESTEXT_IGNORE_SHUTDOWN") != "" {
-				time.Sleep(time.Hour)
+		status, body := x.next()
+		if status != http.StatusOK {
+			fmt.Println("next:", status, string(body))
+			if status >= 500 {
+				// Only failures in a row count: a good event resets the count.
+				failures++
+			}
+			if failures >= maxNextFailures {
+				x.reportError("exit", "Extension.NextFailed", "/next failed "+strconv.Itoa(failures)+" times in a row")
+				os.Exit(1)
 			}
 			time.Sleep(50 * time.Millisecond)
-			os.Exit(0)
+			continue
 		}
+		failures = 0
+		fmt.Println("event:", string(body))
+		onEvent(body)
 	}
+}
+
+func (x *api) next() (int, []byte) {
+	req, _ := http.NewRequest(http.MethodGet, x.base+"/event/next", nil)
+	req.Header.Set("Lambda-Extension-Identifier", x.id)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Println("next failed:", err)
+		os.Exit(1)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func onEvent(body []byte) {
+	invoke := bytes.Contains(body, []byte(`"INVOKE"`))
+	if knob("TESTEXT_EXIT_EARLY") != "" {
+		os.Exit(0) // a crash: exiting outside SHUTDOWN, even with 0
+	}
+	if invoke && knob("TESTEXT_CRASH_ONCE") != "" {
+		crashOnce()
+	}
+	if d := knobInt("TESTEXT_NEXT_DELAY_MS"); d > 0 && invoke {
+		time.Sleep(time.Duration(d) * time.Millisecond) // "work" before /next
+	}
+	if bytes.Contains(body, []byte(`"SHUTDOWN"`)) {
+		if knob("TESTEXT_IGNORE_SHUTDOWN") != "" {
+			time.Sleep(time.Hour)
+		}
+		time.Sleep(50 * time.Millisecond)
+		os.Exit(0)
+	}
+}
+
+// crashOnce exits (a crash) unless an earlier life of this extension already
+// did: it leaves a mark in /tmp, which Lambda keeps across a reset.
+func crashOnce() {
+	mark := filepath.Join(os.TempDir(), self+".crashed")
+	if _, err := os.Stat(mark); err == nil {
+		return
+	}
+	if err := os.WriteFile(mark, nil, 0o644); err != nil {
+		fmt.Println("crash mark:", err)
+	}
+	fmt.Println("crashing on purpose")
+	os.Exit(0)
 }
 
 // listen records every batch it receives to TESTEXT_RECORD, one per line,
 // optionally slowly and failing the first TESTEXT_FAIL_FIRST ones.
 func listen(port string) {
-	slow, _ := strconv.Atoi(os.Getenv("TESTEXT_SLOW_MS"))
-	failFirst, _ := strconv.Atoi(os.Getenv("TESTEXT_FAIL_FIRST"))
-	record, err := os.OpenFile(os.Getenv("TESTEXT_RECORD"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	slow := knobInt("TESTEXT_SLOW_MS")
+	failFirst := knobInt("TESTEXT_FAIL_FIRST")
+	record, err := os.OpenFile(knob("TESTEXT_RECORD"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		fmt.Println("record:", err)
 		os.Exit(1)
