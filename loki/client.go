@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	MaxLineBytes int
 	// MaxRequestBytes bounds one push request (default 1 MiB).
 	MaxRequestBytes int
+	// NoStructuredMetadata sends entries without structured metadata
+	// (request_id, trace_id, level). By default it is sent, and the client
+	// stops sending it by itself once Loki refuses it.
+	NoStructuredMetadata bool
 	// Transport replaces the HTTP transport, for tests.
 	Transport http.RoundTripper
 }
@@ -84,6 +89,12 @@ type Result struct {
 	// RejectErr says why the first rejected entries were rejected (Loki's
 	// answer), so that a later transient error does not hide it.
 	RejectErr error
+	// MetadataRefused is set by the one push in the client's life during
+	// which Loki refused structured metadata (a Loki 2.x, or
+	// allow_structured_metadata: false): its answer, for one warning. The
+	// entries were pushed again without it, and every later push leaves it
+	// out; they are counted as delivered or rejected by that second answer.
+	MetadataRefused error
 }
 
 // Client pushes entries to Loki. Push is meant for one goroutine at a time;
@@ -101,6 +112,9 @@ type Client struct {
 	levelLabels  map[levelKey]string
 
 	enc encoder
+	// metadataRefused is set once Loki has refused structured metadata; it
+	// is never cleared, as a Loki's limits do not change under a sandbox.
+	metadataRefused atomic.Bool
 }
 
 type levelKey struct {
@@ -236,7 +250,8 @@ func (c *Client) Push(ctx context.Context, entries []Entry) Result {
 // pushRequest sends one request, retrying while ctx allows. It returns false
 // when the entries were neither delivered nor rejected.
 func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) bool {
-	body := c.enc.encode(entries, c.labelsFor)
+	meta := c.metadata()
+	body := c.enc.encode(entries, c.labelsFor, meta)
 	backoff := minBackoff
 	// lastErr becomes the result's error only if the request ends undelivered:
 	// a transient failure followed by success is no error.
@@ -272,6 +287,13 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 			}
 			return true
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
+			if meta != 0 && c.refusedMetadata(status, msg, res) {
+				// Loki stored the entries that had none; sending those
+				// again is harmless, as it drops exact duplicates.
+				meta = 0
+				body = c.enc.encode(entries, c.labelsFor, meta)
+				continue
+			}
 			rejected := rejectedCount(status, msg, len(entries))
 			res.Rejected += rejected
 			res.Delivered += len(entries) - rejected
@@ -301,6 +323,39 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// metadata returns the structured metadata to send: none once Loki refused
+// it or when configured so; otherwise all of it, except level when it is
+// already a stream label.
+func (c *Client) metadata() metadata {
+	if c.cfg.NoStructuredMetadata || c.metadataRefused.Load() {
+		return 0
+	}
+	if c.cfg.LevelLabel {
+		return metaAll &^ metaLevel
+	}
+	return metaAll
+}
+
+// refusedMetadata reports whether a 4xx answer to a request that carried
+// structured metadata is Loki refusing it. If so, the client sends none from
+// then on, and the first time it records Loki's answer in res.
+//
+// Loki 3 answers 400 "stream '{…}' includes structured metadata, but this
+// feature is disallowed. Please see `limits_config.allow_structured_metadata`
+// …", once per stream, Loki 2.9 the same; Loki 2.8 and older do not know
+// the field and ignore it.
+func (c *Client) refusedMetadata(status int, msg string, res *Result) bool {
+	if status != http.StatusBadRequest || !strings.Contains(msg, "structured metadata") ||
+		!(strings.Contains(msg, "disallowed") || strings.Contains(msg, "not allowed") || strings.Contains(msg, "not enabled")) {
+		return false
+	}
+	if c.metadataRefused.CompareAndSwap(false, true) {
+		res.MetadataRefused = fmt.Errorf("pushing to %s: Loki refused structured metadata (400: %s); pushing without it from now on",
+			c.redacted, shortMessage(msg))
+	}
+	return true
 }
 
 // maxMessage bounds how much of Loki's answer is kept for the log;

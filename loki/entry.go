@@ -63,5 +63,9 @@ type Entry struct {
 const entryOverhead = 32
 
 // Size is the number of bytes the entry counts for in memory bounds and
-// request size limits.
-func (e Entry) Size() int { return len(e.Line) + entryOverhead }
+// request size limits. It counts the structured metadata as pushed (values
+// and framing) whether or not the client sends it, so a request stays
+// within its bound either way.
+func (e Entry) Size() int {
+	return len(e.Line) + entryOverhead + metadataSize(&e, metaAll)
+}
