@@ -187,6 +187,8 @@ func Load(lookup LookupFunc) (Config, error) {
 		RequestTimeout:  r.millis("LOKI_TIMEOUT_MS", DefaultLokiTimeout, 10, 60_000),
 		MaxLineBytes:    r.intIn("LOKI_MAX_LINE_BYTES", DefaultMaxLineBytes, 1024, 16*1024*1024),
 		MaxRequestBytes: r.intIn("LOKI_MAX_REQUEST_BYTES", DefaultMaxRequestBytes, 64*1024, 64*1024*1024),
+		// Sent unless turned off; a Loki that refuses it is detected anyway.
+		NoStructuredMetadata: !r.boolean("LOKI_STRUCTURED_METADATA", true),
 	}
 	if cfg.Loki.Password != "" && cfg.Loki.Username == "" {
 		r.fail("LOKI_USERNAME", "must be set when LOKI_PASSWORD is set")
