@@ -143,8 +143,10 @@ func TestStructuredMetadata(t *testing.T) {
 			sent:   []int{2, 2, 2}, first: all,
 		},
 		{
-			name:   "a 413 that mentions structured metadata is not a refusal",
-			answer: func(int, *push.PushRequest) (int, string) { return http.StatusRequestEntityTooLarge, "structured metadata not allowed this large" },
+			name: "a 413 that mentions structured metadata is not a refusal",
+			answer: func(int, *push.PushRequest) (int, string) {
+				return http.StatusRequestEntityTooLarge, "structured metadata not allowed this large"
+			},
 			pushes: [3]outcome{{1, false, 0, 3}, {1, false, 0, 3}, {1, false, 0, 3}},
 			sent:   []int{2, 2, 2}, first: all,
 		},
