@@ -92,8 +92,9 @@ type Result struct {
 	// MetadataRefused is set by the one push in the client's life during
 	// which Loki refused structured metadata (a Loki 2.x, or
 	// allow_structured_metadata: false): its answer, for one warning. The
-	// entries were pushed again without it, and every later push leaves it
-	// out; they are counted as delivered or rejected by that second answer.
+	// entries were pushed again without it (one more request, counted in
+	// Requests and Retries), and every later push leaves it out; they are
+	// counted as delivered or rejected by that second answer.
 	MetadataRefused error
 }
 

@@ -124,6 +124,17 @@ const (
 	nameTraceID   = "trace_id"
 )
 
+// maxLevelBytes bounds the level sent as metadata. A record's level is a
+// word; a longer value is not one, and Loki refuses a whole line whose
+// metadata passes its size limit (64 KiB by default), so it stays in the
+// line only. Request and trace IDs come from Lambda and are short.
+const maxLevelBytes = 64
+
+// sendsLevel reports whether the entry's level goes in its metadata.
+func sendsLevel(e *Entry, meta metadata) bool {
+	return meta&metaLevel != 0 && e.Level != "" && len(e.Level) <= maxLevelBytes
+}
+
 // encode returns the body for entries, grouped into streams by labelsFor and
 // sorted by time within each stream, with the structured metadata meta
 // selects.
@@ -244,7 +255,7 @@ func entrySize(e *Entry, meta metadata) int {
 // repeated field per non-empty value that meta selects.
 func metadataSize(e *Entry, meta metadata) int {
 	size := 0
-	if meta&metaLevel != 0 && e.Level != "" {
+	if sendsLevel(e, meta) {
 		size += fieldSize(pairSize(nameLevel, e.Level))
 	}
 	if meta&metaRequestID != 0 && e.RequestID != "" {
@@ -260,7 +271,7 @@ func metadataSize(e *Entry, meta metadata) int {
 // metadataSize. An empty value is left out: it would say nothing and cost
 // bytes on every line.
 func appendMetadata(b []byte, e *Entry, meta metadata) []byte {
-	if meta&metaLevel != 0 && e.Level != "" {
+	if sendsLevel(e, meta) {
 		b = appendPair(b, nameLevel, e.Level)
 	}
 	if meta&metaRequestID != 0 && e.RequestID != "" {

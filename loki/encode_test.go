@@ -15,8 +15,9 @@ import (
 
 // referenceBody is the push body Loki's own push package marshals for
 // entries: what the hand-written encoder must match byte for byte. It
-// builds each entry's structured metadata from the fields meta selects,
-// sorted by name as Loki keeps label sets.
+// builds each entry's structured metadata from the non-empty fields meta
+// selects (a level only up to maxLevelBytes), sorted by name as Loki keeps
+// label sets.
 func referenceBody(t *testing.T, entries []Entry, labelsFor func(*Entry) string, meta metadata) []byte {
 	t.Helper()
 	var req push.PushRequest
@@ -31,13 +32,17 @@ func referenceBody(t *testing.T, entries []Entry, labelsFor func(*Entry) string,
 			req.Streams = append(req.Streams, push.Stream{Labels: labels})
 		}
 		var sm push.LabelsAdapter
+		level := e.Level
+		if len(level) > maxLevelBytes {
+			level = ""
+		}
 		for _, f := range []struct {
 			bit         metadata
 			name, value string
 		}{
 			{metaRequestID, "request_id", e.RequestID},
 			{metaTraceID, "trace_id", e.TraceID},
-			{metaLevel, "level", e.Level},
+			{metaLevel, "level", level},
 		} {
 			if meta&f.bit != 0 && f.value != "" {
 				sm = append(sm, push.LabelAdapter{Name: f.name, Value: f.value})
@@ -67,7 +72,7 @@ func randomEntries(rng *rand.Rand, base time.Time, n int) []Entry {
 			Time:      base.Add(time.Duration(rng.IntN(5000)-2500) * time.Millisecond),
 			Line:      strings.Repeat("é", rng.IntN(300)),
 			Stream:    StreamType(rng.IntN(3)),
-			Level:     pick("", "INFO", "ERROR", "niveau-é", strings.Repeat("L", 200)),
+			Level:     pick("", "INFO", "ERROR", "niveau-é", strings.Repeat("L", maxLevelBytes), strings.Repeat("L", maxLevelBytes+1)),
 			RequestID: pick("", "8f5e4c3a-1b2d-4e6f-9a7b-0c1d2e3f4a5b", "req-"+strconv.Itoa(rng.IntN(1000))),
 			TraceID:   pick("", "5759e988bd862e3fe1be46a994272793", strings.Repeat("t", 130)),
 		}
@@ -96,6 +101,7 @@ func TestEncoderMatchesLokisPushPackage(t *testing.T) {
 		{"a long line (multi-byte lengths)", []Entry{{Time: base, Line: strings.Repeat("l", 200_000), RequestID: rid}}},
 		{"every metadata field", []Entry{{Time: base, Line: `{"level":"ERROR"}`, Level: "ERROR", RequestID: rid, TraceID: tid}}},
 		{"metadata on an empty line", []Entry{{Time: base, RequestID: rid, TraceID: tid}}},
+		{"a level too long to be one stays in the line only", []Entry{{Time: base, Line: "x", Level: strings.Repeat("L", 100_000), RequestID: rid}}},
 		{"some with, some without", []Entry{
 			{Time: base, Line: "init"}, {Time: base, Line: "a", RequestID: rid},
 			{Time: base, Line: "b", RequestID: rid, TraceID: tid}, {Time: base, Line: "REPORT", Stream: StreamPlatform, RequestID: rid},
@@ -167,7 +173,8 @@ func TestEntrySizeCountsMetadata(t *testing.T) {
 	}{
 		{"line only", Entry{Time: at, Line: "x"}},
 		{"all metadata", Entry{Time: at, Line: "x", Level: "ERROR", RequestID: "8f5e4c3a-1b2d-4e6f-9a7b-0c1d2e3f4a5b", TraceID: "5759e988bd862e3fe1be46a994272793"}},
-		{"long values", Entry{Time: at, Line: strings.Repeat("x", 300), Level: strings.Repeat("l", 300), RequestID: strings.Repeat("r", 300), TraceID: strings.Repeat("t", 300)}},
+		{"long values", Entry{Time: at, Line: strings.Repeat("x", 300), Level: strings.Repeat("l", maxLevelBytes), RequestID: strings.Repeat("r", 300), TraceID: strings.Repeat("t", 300)}},
+		{"a level too long to be sent", Entry{Time: at, Line: "x", Level: strings.Repeat("l", 300)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

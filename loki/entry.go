@@ -46,8 +46,8 @@ type Entry struct {
 	// Stream says which label set the entry is pushed under.
 	Stream StreamType
 	// Level is the record's log level when the function logs in JSON format;
-	// it becomes a label only when the client is configured for it, and is
-	// sent as structured metadata.
+	// it becomes a label when the client is configured for it, and is sent
+	// as structured metadata otherwise.
 	Level string
 	// RequestID is the invocation the line belongs to ("" for init lines),
 	// sent as structured metadata, never as a label.

@@ -209,7 +209,7 @@ func TestRequestSizeBoundCountsMetadata(t *testing.T) {
 	c, _ := newClient(t, f, func(cfg *Config) { cfg.MaxRequestBytes = 64 * 1024 })
 	entries := make([]Entry, 500)
 	for i := range entries {
-		entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: "x", RequestID: strings.Repeat("r", 300), TraceID: strings.Repeat("t", 300), Level: strings.Repeat("l", 300)}
+		entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: "x", RequestID: strings.Repeat("r", 300), TraceID: strings.Repeat("t", 300), Level: strings.Repeat("l", 60)}
 	}
 	if res := c.Push(t.Context(), entries); res.Delivered != len(entries) || res.Requests < 2 {
 		t.Fatalf("%+v", res)
