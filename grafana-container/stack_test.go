@@ -236,9 +236,13 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 			if perRequest {
 				got := map[string]float64{}
 				for _, s := range samples {
-					if s.Labels["function"] == "dash-fn" {
-						got[s.Labels["request_id"]] += s.Value
+					if s.Labels["function"] != "dash-fn" {
+						continue
 					}
+					if _, dup := got[s.Labels["request_id"]]; dup {
+						t.Fatalf("%s gave two series for request_id %q: %+v", logql, s.Labels["request_id"], samples)
+					}
+					got[s.Labels["request_id"]] = s.Value
 				}
 				if fmt.Sprint(got) != fmt.Sprint(byRequest) {
 					t.Fatalf("%s gave %v per request_id for dash-fn (all samples %+v), want %v", logql, got, samples, byRequest)
