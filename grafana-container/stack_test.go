@@ -8,6 +8,7 @@ package grafanacontainer
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -1095,6 +1096,9 @@ type tempoFile struct {
 					GRPC struct {
 						Endpoint string `yaml:"endpoint"`
 					} `yaml:"grpc"`
+					HTTP struct {
+						Endpoint string `yaml:"endpoint"`
+					} `yaml:"http"`
 				} `yaml:"protocols"`
 			} `yaml:"otlp"`
 		} `yaml:"receivers"`
@@ -1166,15 +1170,127 @@ func TestTempoConfig(t *testing.T) {
 	// Tempo's own check, where a Tempo binary is at hand (TEMPO_BIN); there
 	// is no Docker here to run the image.
 	t.Run("tempo -config.verify", func(t *testing.T) {
-		bin := os.Getenv("TEMPO_BIN")
-		if bin == "" {
-			t.Skip("set TEMPO_BIN to a Tempo 3 binary to verify the config with it")
-		}
-		out, err := exec.CommandContext(t.Context(), bin, "-config.file="+absPath(t, tempoConfig), "-config.verify").CombinedOutput()
+		out, err := exec.CommandContext(t.Context(), tempoBinary(t), "-config.file="+absPath(t, tempoConfig), "-config.verify=true").CombinedOutput()
 		if err != nil {
 			t.Fatalf("tempo -config.verify: %v\n%s", err, out)
 		}
 	})
+}
+
+// tempoBinary is $TEMPO_BIN, or the test is skipped: unlike Loki, the
+// project does not build Tempo.
+func tempoBinary(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("TEMPO_BIN")
+	if bin == "" {
+		t.Skip("set TEMPO_BIN to a Tempo 3 binary to run the stack's Tempo config")
+	}
+	return bin
+}
+
+// TestTempoFindsTheLoggedTraceID runs Tempo with the stack's config (its
+// paths and ports moved to a temporary directory and free loopback ports),
+// sends it a span over OTLP as the collector does, and reads the trace back
+// by the 32-hex ID the extension writes as trace_id: the request Grafana
+// makes when the derived field's link is followed.
+func TestTempoFindsTheLoggedTraceID(t *testing.T) {
+	bin := tempoBinary(t)
+	f := loadTempoConfig(t)
+	data, err := os.ReadFile(tempoConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	free := func() string {
+		port, err := lokiserver.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strconv.Itoa(port)
+	}
+	httpPort, otlpHTTP := free(), "127.0.0.1:"+free()
+	cfg := strings.NewReplacer(
+		"/var/tempo", dir,
+		f.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint, "127.0.0.1:"+free(),
+		f.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint, otlpHTTP,
+	).Replace(string(data))
+	// Paths the stack's config leaves at their defaults under /var/tempo.
+	cfg += fmt.Sprintf("\nlive_store:\n  wal:\n    path: %[1]s/live-store/traces\n  shutdown_marker_dir: %[1]s/live-store/shutdown-marker\n"+
+		"backend_scheduler:\n  local_work_path: %[1]s/work\n", dir)
+	cfgFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "-config.file="+cfgFile, "-server.http-listen-port="+httpPort,
+		"-server.grpc-listen-port="+free(), "-memberlist.bind-port="+free())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Tempo drains for a while on SIGTERM; the test's data is thrown away.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	api := "http://127.0.0.1:" + httpPort
+	eventually := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: gave up after 60 s; Tempo's output:\n%s", what, out.String())
+			}
+		}
+	}
+	get := func(path string) (int, []byte) {
+		resp, err := http.Get(api + path)
+		if err != nil {
+			return 0, nil
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	eventually("Tempo ready", func() bool { status, _ := get("/ready"); return status == http.StatusOK })
+
+	// OTLP/JSON writes IDs in hex; Tempo's answer has them in base64.
+	now := time.Now()
+	span := fmt.Sprintf(`{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"dash-fn"}}]},
+		"scopeSpans":[{"spans":[{"traceId":"%s","spanId":"53995c3f42cd8ad8","name":"invoke","kind":2,
+		"startTimeUnixNano":"%d","endTimeUnixNano":"%d"}]}]}]}`, traceR1, now.UnixNano(), now.Add(5*time.Millisecond).UnixNano())
+	resp, err := http.Post("http://"+otlpHTTP+"/v1/traces", "application/json", strings.NewReader(span))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("OTLP push answered %d: %s", resp.StatusCode, answer)
+	}
+
+	var trace struct {
+		Trace struct {
+			ResourceSpans []struct {
+				ScopeSpans []struct {
+					Spans []struct {
+						TraceID []byte `json:"traceId"` // base64 in JSON
+						Name    string `json:"name"`
+					} `json:"spans"`
+				} `json:"scopeSpans"`
+			} `json:"resourceSpans"`
+		} `json:"trace"`
+	}
+	eventually("the trace by its ID", func() bool {
+		status, body := get("/api/v2/traces/" + traceR1)
+		return status == http.StatusOK && json.Unmarshal(body, &trace) == nil && len(trace.Trace.ResourceSpans) > 0
+	})
+	rs := trace.Trace.ResourceSpans[0]
+	if len(rs.ScopeSpans) == 0 || len(rs.ScopeSpans[0].Spans) != 1 {
+		t.Fatalf("trace %s: %+v, want the one span", traceR1, trace)
+	}
+	if got := hex.EncodeToString(rs.ScopeSpans[0].Spans[0].TraceID); got != traceR1 {
+		t.Fatalf("Tempo found trace %s under %s", got, traceR1)
+	}
 }
 
 // The Alloy syntax has no parser in this module's dependencies, so this reads
