@@ -56,6 +56,9 @@ func (x *extension) report(window string, rep telemetryApi.FlushReport) {
 	case rep.Requeued > 0:
 		log.WithError(rep.Err).Warnf("%d lines could not be delivered in this window; they stay queued for the next one", rep.Requeued)
 	}
+	if rep.MetadataRefused != nil {
+		log.WithError(rep.MetadataRefused).Warn("Loki refuses structured metadata (Loki 2, or allow_structured_metadata: false): lines go without request_id, trace_id and level from now on; set LOKI_STRUCTURED_METADATA=false to stop trying")
+	}
 	if rep.Spilled > 0 {
 		log.Debugf("moved %d lines to the spill file: the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them",
 			rep.Spilled, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes)

@@ -206,6 +206,8 @@ func Load(lookup LookupFunc) (Config, error) {
 		RequestTimeout:  r.millis("LOKI_TIMEOUT_MS", loki.DefaultRequestTimeout, 10, 60_000),
 		MaxLineBytes:    r.intIn("LOKI_MAX_LINE_BYTES", loki.DefaultMaxLineBytes, 1024, 16*1024*1024),
 		MaxRequestBytes: r.intIn("LOKI_MAX_REQUEST_BYTES", loki.DefaultMaxRequestBytes, 64*1024, 64*1024*1024),
+		// Sent unless turned off; a Loki that refuses it is detected anyway.
+		NoStructuredMetadata: !r.boolean("LOKI_STRUCTURED_METADATA", true),
 	}
 	r.lokiAuth(&cfg.Loki)
 	if need := loki.MinRequestBytes(cfg.Loki.MaxLineBytes, cfg.Loki.Labels); cfg.Loki.MaxRequestBytes < need {

@@ -40,6 +40,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"platform and extension lines off", !cfg.ShipPlatformLogs && !cfg.ShipExtensionLogs},
 		{"queue bounds", cfg.QueueMaxEntries == DefaultQueueMaxEntries && cfg.QueueMaxBytes == DefaultQueueMaxBytes},
 		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == loki.DefaultRequestTimeout},
+		{"structured metadata on", !cfg.Loki.NoStructuredMetadata},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -57,6 +58,7 @@ func TestLoadValues(t *testing.T) {
 		"TELEMETRY_MAX_ITEMS", "10000", "TELEMETRY_MAX_BYTES", "1048576", "TELEMETRY_TIMEOUT_MS", "100",
 		"TELEMETRY_LISTENER_PORT", "4400", "STRICT_CONFIG", "true", "SHIP_PLATFORM_LOGS", "1",
 		"AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances", "AWS_SAM_LOCAL", "true",
+		"LOKI_STRUCTURED_METADATA", "false",
 	))
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +67,7 @@ func TestLoadValues(t *testing.T) {
 		cfg.Loki.Labels["env"] != "prod" || cfg.Loki.Labels["team"] != "payments" || !cfg.Loki.LevelLabel ||
 		cfg.DispatchMinBatchSize != 10 || cfg.Flush != (FlushStrategy{FlushPeriodic, 250 * time.Millisecond}) || cfg.LogLevel != logrus.DebugLevel ||
 		cfg.Buffering != (Buffering{10000, 1048576, 100}) || cfg.ListenerPort != 4400 || !cfg.Strict || !cfg.ShipPlatformLogs ||
-		!cfg.ManagedInstances || !cfg.SAMLocal {
+		!cfg.ManagedInstances || !cfg.SAMLocal || !cfg.Loki.NoStructuredMetadata {
 		t.Errorf("%+v", cfg)
 	}
 	if cfg, _ := Load(env("LOKI_IP", "10.0.0.5:8080", "FLUSH_STRATEGY", "Adaptive")); cfg.Loki.URL != "http://10.0.0.5:8080/api/prom/push" || cfg.Flush.Mode != FlushAdaptive {
@@ -99,6 +101,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"periodic with garbage", []string{"LOKI_IP", "x", "FLUSH_STRATEGY", "periodic,soon"}, "FLUSH_STRATEGY", "periodic,<ms>"},
 		{"log level", []string{"LOKI_IP", "x", "LOG_LEVEL", "loud"}, "LOG_LEVEL", "debug"},
 		{"boolean", []string{"LOKI_IP", "x", "STRICT_CONFIG", "yes please"}, "STRICT_CONFIG", "true or false"},
+		{"structured metadata not a boolean", []string{"LOKI_IP", "x", "LOKI_STRUCTURED_METADATA", "on"}, "LOKI_STRUCTURED_METADATA", "true or false"},
 		{"label name with a dash", []string{"LOKI_IP", "x", "LOKI_LABELS", "my-env=prod"}, "LOKI_LABELS", `"my-env" is invalid`},
 		{"label name starting with a digit", []string{"LOKI_IP", "x", "LOKI_LABELS", "1env=prod"}, "LOKI_LABELS", `"1env" is invalid`},
 		{"label without value", []string{"LOKI_IP", "x", "LOKI_LABELS", "env"}, "LOKI_LABELS", "not key=value"},

@@ -8,10 +8,12 @@ package grafanacontainer
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -41,6 +43,7 @@ const (
 	prometheusConfig  = "prometheus/prometheus.yml"
 	otelConfig        = "otel-collector/config.yaml"
 	alloyConfig       = "alloy/config.alloy"
+	tempoConfig       = "tempo/config.yaml"
 )
 
 // ---------------------------------------------------------------------------
@@ -154,17 +157,29 @@ func reportLine(requestID, duration string, memUsed int, extra string) string {
 		"\tMemory Size: 128 MB\tMax Memory Used: " + strconv.Itoa(memUsed) + " MB" + extra
 }
 
+// Trace IDs of the dashboard test's two invocations, in the 32-hex form
+// the extension sends.
+const (
+	traceR1 = "5759e988bd862e3fe1be46a994272793"
+	traceR2 = "5f35ae120c0fec141ab77a00bc047aa2"
+)
+
 func TestDashboardQueriesRunOnLoki(t *testing.T) {
 	srv := startLoki(t)
 	fn := map[string]string{"source": "lambda", "function": "dash-fn"}
 	platform := map[string]string{"source": "lambda", "function": "dash-fn", "type": "platform"}
+	// Structured metadata as the extension sends it: the invocation's
+	// request and trace IDs on each of its lines, none on an init line.
+	r1 := map[string]string{"request_id": "r1", "trace_id": traceR1}
+	r2 := map[string]string{"request_id": "r2", "trace_id": traceR2}
 	first := time.Now()
 	last := push(t, srv, []stream{
 		{labels: fn, lines: []string{
+			"init",
 			"hello",
 			"[ERROR] something broke",
 			"Task timed out: RequestId: r2 Status: timeout Duration: 3000.00 ms",
-		}},
+		}, metadata: []map[string]string{nil, r1, r1, r2}},
 		{labels: platform, lines: []string{
 			"START RequestId: r1 Version: $LATEST",
 			"END RequestId: r1",
@@ -172,21 +187,26 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 			// Billed Duration the duration regexp must not pick.
 			reportLine("r1", "12.34", 60, "\tInit Duration: 100.50 ms"),
 			reportLine("r2", "3000.00", 64, "\tStatus: timeout"),
-		}},
+		}, metadata: []map[string]string{r1, r1, r1, r2}},
 	}, first)
 
 	// What each query must give for dash-fn with everything above in one
-	// window. A dashboard query without an entry here fails the test, so a
-	// new panel gets checked too.
+	// window: one value, or one per request_id for the per-request table. A
+	// dashboard query without an entry here fails the test, so a new panel
+	// gets checked too.
 	want := map[string]float64{
-		"Log lines per function/A":   7,
+		"Log lines per function/A":   8,
 		"Errors per function/A":      2, // the ERROR line and the timeout; not the REPORT with Status: timeout
 		"Duration (REPORT)/A":        3000,
 		"Duration (REPORT)/B":        (12.34 + 3000) / 2,
 		"Max memory used (REPORT)/A": 64,
 		"Max memory used (REPORT)/B": 128,
 		"Cold starts/A":              1,
-		"Logs/A":                     7, // lines, not a metric
+		"Logs/A":                     8, // lines, not a metric
+	}
+	wantByRequest := map[string]map[string]float64{
+		"Requests/A": {"r1": 5, "r2": 2}, // every line of the invocation; not the init line
+		"Requests/B": {"r1": 1, "r2": 1}, // the ERROR line, the timeout
 	}
 
 	d := loadDashboard(t)
@@ -197,7 +217,8 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 		t.Run(key, func(t *testing.T) {
 			logql := substituteVariables(q.expr)
 			expected, ok := want[key]
-			if !ok {
+			byRequest, perRequest := wantByRequest[key]
+			if !ok && !perRequest {
 				t.Fatalf("no expected value for %q (%s): add one to the test", key, logql)
 			}
 			// One evaluation just after the last line, so a 1m window holds
@@ -213,6 +234,22 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 			}
 			samples, err := srv.QueryMetric(t.Context(), logql, at, at, time.Minute, "")
 			checkQueryErr(t, logql, err)
+			if perRequest {
+				got := map[string]float64{}
+				for _, s := range samples {
+					if s.Labels["function"] != "dash-fn" {
+						continue
+					}
+					if _, dup := got[s.Labels["request_id"]]; dup {
+						t.Fatalf("%s gave two series for request_id %q: %+v", logql, s.Labels["request_id"], samples)
+					}
+					got[s.Labels["request_id"]] = s.Value
+				}
+				if fmt.Sprint(got) != fmt.Sprint(byRequest) {
+					t.Fatalf("%s gave %v per request_id for dash-fn (all samples %+v), want %v", logql, got, samples, byRequest)
+				}
+				return
+			}
 			var got []float64
 			for _, s := range samples {
 				if s.Labels["function"] == "dash-fn" {
@@ -229,6 +266,26 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 			t.Errorf("expected a dashboard query %q; it is gone from %s", key, dashboardFile)
 		}
 	}
+	for key := range wantByRequest {
+		if !seen[key] {
+			t.Errorf("expected a dashboard query %q; it is gone from %s", key, dashboardFile)
+		}
+	}
+
+	// The Tempo data source's link from a span back to its logs runs this
+	// query, with the trace's ID in place of ${__trace.traceId}.
+	t.Run("traces to logs", func(t *testing.T) {
+		query := strings.ReplaceAll(provisionedTempo(t).JSONData.TracesToLogsV2.Query, "${__trace.traceId}", traceR2)
+		lines, err := srv.Query(t.Context(), lokiserver.Query{LogQL: query, Start: first.Add(-time.Minute), End: last.Add(time.Second)})
+		checkQueryErr(t, query, err)
+		var got []string
+		for _, l := range lines {
+			got = append(got, l.Line)
+		}
+		if want := []string{"Task timed out: RequestId: r2 Status: timeout Duration: 3000.00 ms", reportLine("r2", "3000.00", 64, "\tStatus: timeout")}; !slices.Equal(got, want) {
+			t.Fatalf("%s: %q, want %q", query, got, want)
+		}
+	})
 
 	// The function variable lists label_values(<stream>, function).
 	t.Run("function variable", func(t *testing.T) {
@@ -312,6 +369,38 @@ type panel struct {
 		Datasource *dsRef `json:"datasource"`
 		Expr       string `json:"expr"`
 	} `json:"targets"`
+	FieldConfig struct {
+		Overrides []struct {
+			Properties []struct {
+				ID    string          `json:"id"`
+				Value json.RawMessage `json:"value"`
+			} `json:"properties"`
+		} `json:"overrides"`
+	} `json:"fieldConfig"`
+}
+
+// links returns the URLs of the panel's data links (field overrides).
+func (p panel) links(t *testing.T) []string {
+	t.Helper()
+	var urls []string
+	for _, o := range p.FieldConfig.Overrides {
+		for _, prop := range o.Properties {
+			if prop.ID != "links" {
+				continue
+			}
+			var links []struct{ Title, URL string }
+			if err := json.Unmarshal(prop.Value, &links); err != nil {
+				t.Fatalf("panel %q: links %s: %v", p.Title, prop.Value, err)
+			}
+			for _, l := range links {
+				if l.Title == "" || l.URL == "" {
+					t.Errorf("panel %q: link %+v needs a title and a URL", p.Title, l)
+				}
+				urls = append(urls, l.URL)
+			}
+		}
+	}
+	return urls
 }
 
 type dashboardQuery struct{ panel, refID, expr string }
@@ -350,45 +439,194 @@ func loadDashboard(t *testing.T) *dashboard {
 	return &d
 }
 
+type datasource struct {
+	Name     string `yaml:"name"`
+	Type     string `yaml:"type"`
+	UID      string `yaml:"uid"`
+	URL      string `yaml:"url"`
+	JSONData struct {
+		DerivedFields []struct {
+			Name          string `yaml:"name"`
+			MatcherType   string `yaml:"matcherType"`
+			MatcherRegex  string `yaml:"matcherRegex"`
+			DatasourceUID string `yaml:"datasourceUid"`
+			URL           string `yaml:"url"`
+		} `yaml:"derivedFields"`
+		TracesToLogsV2 struct {
+			DatasourceUID string `yaml:"datasourceUid"`
+			CustomQuery   bool   `yaml:"customQuery"`
+			Query         string `yaml:"query"`
+		} `yaml:"tracesToLogsV2"`
+	} `yaml:"jsonData"`
+}
+
 type datasourceFile struct {
-	APIVersion  int `yaml:"apiVersion"`
-	Datasources []struct {
-		Name string `yaml:"name"`
-		Type string `yaml:"type"`
-		UID  string `yaml:"uid"`
-		URL  string `yaml:"url"`
-	} `yaml:"datasources"`
+	APIVersion  int          `yaml:"apiVersion"`
+	Datasources []datasource `yaml:"datasources"`
+}
+
+// provisionedDatasources reads the data sources file as Grafana sees it:
+// with its environment variable expansion applied to every string.
+func provisionedDatasources(t *testing.T) datasourceFile {
+	t.Helper()
+	data, err := os.ReadFile(datasourcesFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var node yaml.Node
+	if err := yaml.Unmarshal(data, &node); err != nil {
+		t.Fatalf("%s: %v", datasourcesFile, err)
+	}
+	if err := expandLikeGrafana(&node); err != nil {
+		t.Fatalf("%s: %v", datasourcesFile, err)
+	}
+	var f datasourceFile
+	if err := node.Decode(&f); err != nil {
+		t.Fatalf("%s: %v", datasourcesFile, err)
+	}
+	return f
+}
+
+// envReference is what a shell-style expansion takes for a variable:
+// ${anything}, $NAME, or $ and one special character.
+var envReference = regexp.MustCompile(`\$(\{[^}]*\}|[A-Za-z0-9_]+|[*#@!?-])`)
+
+// expandLikeGrafana applies provisioning's variable expansion to every
+// string of a YAML tree, where $$ stands for $. The stack sets no variable
+// for Grafana to substitute, so any other reference is an error: it is a
+// link variable such as ${__value.raw} that Grafana would replace with an
+// empty string. See
+// https://grafana.com/docs/grafana/latest/administration/provisioning/#use-of-the-special-character-
+func expandLikeGrafana(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" {
+		parts := strings.Split(n.Value, "$$")
+		for _, p := range parts {
+			if m := envReference.FindString(p); m != "" {
+				return fmt.Errorf("%q: Grafana would replace %s with an environment variable; write $%s", n.Value, m, m)
+			}
+		}
+		n.Value = strings.Join(parts, "$")
+	}
+	for _, c := range n.Content {
+		if err := expandLikeGrafana(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// provisionedOfType is the one data source of a type Grafana provisions.
+func provisionedOfType(t *testing.T, typ string) datasource {
+	t.Helper()
+	var found []datasource
+	for _, ds := range provisionedDatasources(t).Datasources {
+		if ds.Type == typ {
+			found = append(found, ds)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s provisions %d %s data sources, want 1", datasourcesFile, len(found), typ)
+	}
+	return found[0]
 }
 
 // provisionedLokiUID is the uid of the Loki data source Grafana provisions.
 func provisionedLokiUID(t *testing.T) string {
 	t.Helper()
-	var f datasourceFile
-	readYAML(t, datasourcesFile, &f)
-	for _, ds := range f.Datasources {
-		if ds.Type == "loki" {
-			return ds.UID
-		}
-	}
-	t.Fatalf("%s provisions no loki data source", datasourcesFile)
-	return ""
+	return provisionedOfType(t, "loki").UID
+}
+
+// provisionedTempo is the Tempo data source Grafana provisions.
+func provisionedTempo(t *testing.T) datasource {
+	t.Helper()
+	return provisionedOfType(t, "tempo")
 }
 
 func TestDatasourceProvisioning(t *testing.T) {
-	var f datasourceFile
-	readYAML(t, datasourcesFile, &f)
+	f := provisionedDatasources(t)
 	if f.APIVersion != 1 {
 		t.Errorf("apiVersion %d, want 1", f.APIVersion)
 	}
 	services := composeServices(t)
+	uids := map[string]bool{}
 	for _, ds := range f.Datasources {
 		if ds.Name == "" || ds.Type == "" || ds.UID == "" {
 			t.Errorf("data source %+v needs a name, type and a fixed uid", ds)
 		}
+		if uids[ds.UID] {
+			t.Errorf("uid %q used twice", ds.UID)
+		}
+		uids[ds.UID] = true
 		checkServiceURL(t, datasourcesFile, ds.URL, services)
 	}
-	if uid := provisionedLokiUID(t); uid != "loki" {
-		t.Errorf("Loki data source uid %q, want loki (README and dashboard use it)", uid)
+	loki, tempo := provisionedOfType(t, "loki"), provisionedTempo(t)
+	if loki.UID != "loki" {
+		t.Errorf("Loki data source uid %q, want loki (README and dashboard use it)", loki.UID)
+	}
+
+	// Grafana reaches Tempo at the port its config listens on.
+	t.Run("Tempo data source", func(t *testing.T) {
+		u, err := url.Parse(tempo.URL)
+		if err != nil || u.Hostname() != "tempo" {
+			t.Fatalf("Tempo data source URL %q: want http://tempo:<port>", tempo.URL)
+		}
+		if port := strconv.Itoa(loadTempoConfig(t).Server.HTTPListenPort); u.Port() != port {
+			t.Errorf("Tempo data source URL %q, but %s listens on %s", tempo.URL, tempoConfig, port)
+		}
+	})
+
+	// From a log line's trace_id structured metadata to its trace:
+	// matcherType label reads the field by name, and an internal link's URL
+	// is the query the target data source runs, here the ID itself. See
+	// https://grafana.com/docs/grafana/latest/datasources/loki/configure-loki-data-source/#derived-fields
+	t.Run("derived field links trace_id to Tempo", func(t *testing.T) {
+		var found int
+		for _, df := range loki.JSONData.DerivedFields {
+			if df.MatcherRegex != "trace_id" {
+				continue
+			}
+			found++
+			if df.Name == "" || df.MatcherType != "label" || df.DatasourceUID != tempo.UID || df.URL != "${__value.raw}" {
+				t.Errorf("derived field %+v: want a name, matcherType label, datasourceUid %q and url ${__value.raw}", df, tempo.UID)
+			}
+		}
+		if found != 1 {
+			t.Errorf("%d derived fields on trace_id, want 1", found)
+		}
+	})
+
+	// Back from a span to its lines; the query itself runs on the real Loki
+	// in TestDashboardQueriesRunOnLoki.
+	t.Run("traces to logs", func(t *testing.T) {
+		tl := tempo.JSONData.TracesToLogsV2
+		if tl.DatasourceUID != loki.UID || !tl.CustomQuery || !strings.Contains(tl.Query, `trace_id="${__trace.traceId}"`) {
+			t.Errorf("tracesToLogsV2 %+v: want datasourceUid %q and a custom query on trace_id=\"${__trace.traceId}\"", tl, loki.UID)
+		}
+	})
+}
+
+func TestExpandLikeGrafana(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"plain", "plain", true},
+		{"$${__value.raw}", "${__value.raw}", true},
+		{`{a="b"} | trace_id="$${__trace.traceId}"`, `{a="b"} | trace_id="${__trace.traceId}"`, true},
+		{"${__value.raw}", "", false},
+		{"$HOME/x", "", false},
+		{"$1", "", false},
+		{"$$$$", "$$", true},
+		{"a $ alone", "a $ alone", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: tt.in}
+			err := expandLikeGrafana(n)
+			if (err == nil) != tt.ok || tt.ok && n.Value != tt.want {
+				t.Fatalf("expandLikeGrafana(%q) = %q, %v; want %q, ok %t", tt.in, n.Value, err, tt.want, tt.ok)
+			}
+		})
 	}
 }
 
@@ -446,7 +684,54 @@ func TestDashboardJSON(t *testing.T) {
 					t.Errorf("target %s: datasource uid %q, want %q", tg.RefID, tg.Datasource.UID, uid)
 				}
 			}
+			// A link into this dashboard must name it by its uid and set
+			// only variables it has.
+			for _, link := range p.links(t) {
+				rest, ok := strings.CutPrefix(link, "/d/")
+				if !ok {
+					continue
+				}
+				if linkUID, _, _ := strings.Cut(rest, "/"); linkUID != d.UID {
+					t.Errorf("link %s: dashboard uid %q, want %q", link, linkUID, d.UID)
+				}
+				for _, m := range regexp.MustCompile(`var-(\w+)=|\$\{(\w+):queryparam\}`).FindAllStringSubmatch(link, -1) {
+					d.variable(t, m[1]+m[2])
+				}
+			}
 		})
+	}
+}
+
+// The Requests table's link sets the Logs panel's search box to the
+// request ID: the Logs panel must filter on that variable.
+func TestRequestsLinkFiltersTheLogsPanel(t *testing.T) {
+	d := loadDashboard(t)
+	var requests, logs *panel
+	for i := range d.Panels {
+		switch d.Panels[i].Title {
+		case "Requests":
+			requests = &d.Panels[i]
+		case "Logs":
+			logs = &d.Panels[i]
+		}
+	}
+	if requests == nil || logs == nil {
+		t.Fatal("the dashboard needs a Requests and a Logs panel")
+	}
+	if requests.Type != "table" {
+		t.Errorf("Requests is a %s, want a table", requests.Type)
+	}
+	links := requests.links(t)
+	if len(links) != 1 || !strings.Contains(links[0], "var-search=${__value.raw}") {
+		t.Fatalf("Requests links %q: want one that sets var-search to the clicked request ID", links)
+	}
+	if len(logs.Targets) != 1 || !strings.Contains(logs.Targets[0].Expr, "|= `$search`") {
+		t.Fatalf("Logs panel %+v does not filter on $search", logs.Targets)
+	}
+	for _, tg := range requests.Targets {
+		if !strings.Contains(tg.Expr, "by (function, request_id)") || !strings.Contains(tg.Expr, `request_id != ""`) {
+			t.Errorf("Requests %s: %s: want one series per function and request_id, without lines that have none", tg.RefID, tg.Expr)
+		}
 	}
 }
 
@@ -520,6 +805,7 @@ func TestComposeFile(t *testing.T) {
 			"prom/prometheus":                      "v3.",
 			"otel/opentelemetry-collector-contrib": "0.1",
 			"grafana/alloy":                        "v1.",
+			"grafana/tempo":                        "3.",
 		}
 		found := map[string]bool{}
 		for name, s := range c.Services {
@@ -705,6 +991,9 @@ type otelFile struct {
 	Processors map[string]yaml.Node `yaml:"processors"`
 	Exporters  map[string]struct {
 		Endpoint string `yaml:"endpoint"`
+		TLS      struct {
+			Insecure bool `yaml:"insecure"`
+		} `yaml:"tls"`
 	} `yaml:"exporters"`
 	Service struct {
 		Pipelines map[string]struct {
@@ -753,10 +1042,13 @@ func TestOTelCollectorConfig(t *testing.T) {
 		check("exporter", p.Exporters, func(id string) bool { _, ok := f.Exporters[id]; return ok })
 	}
 	for name, e := range f.Exporters {
-		// The loki exporter left the contrib distribution; otlphttp is the
-		// deprecated alias of otlp_http.
-		if typ, _, _ := strings.Cut(name, "/"); typ == "loki" || typ == "otlphttp" {
+		// The loki exporter left the contrib distribution; otlphttp and otlp
+		// are the deprecated aliases of otlp_http and otlp_grpc.
+		switch typ, _, _ := strings.Cut(name, "/"); typ {
+		case "loki", "otlphttp":
 			t.Errorf("exporter %s: use otlp_http (Loki 3 takes OTLP at /otlp)", name)
+		case "otlp":
+			t.Errorf("exporter %s: otlp is the deprecated name of otlp_grpc", name)
 		}
 		if e.Endpoint != "" {
 			checkServiceURL(t, otelConfig, e.Endpoint, services)
@@ -764,6 +1056,240 @@ func TestOTelCollectorConfig(t *testing.T) {
 	}
 	if u, err := url.Parse(otelLokiEndpoint(t)); err != nil || u.Path != "/otlp" {
 		t.Errorf("Loki exporter endpoint %q: want http://loki:3100/otlp", otelLokiEndpoint(t))
+	}
+
+	// Traces go to Tempo's OTLP gRPC receiver, which has no TLS.
+	t.Run("traces to Tempo", func(t *testing.T) {
+		traces, ok := f.Service.Pipelines["traces"]
+		if !ok {
+			t.Fatal("no traces pipeline")
+		}
+		grpcPort := portOf(t, loadTempoConfig(t).Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint)
+		var toTempo []string
+		for _, id := range traces.Exporters {
+			e := f.Exporters[id]
+			if typ, _, _ := strings.Cut(id, "/"); typ != "otlp_grpc" || !strings.HasPrefix(e.Endpoint, "tempo:") {
+				continue
+			}
+			toTempo = append(toTempo, id)
+			if got := portOf(t, e.Endpoint); got != grpcPort || !e.TLS.Insecure {
+				t.Errorf("exporter %s: endpoint %q, tls.insecure %t; want tempo:%s (%s) without TLS", id, e.Endpoint, e.TLS.Insecure, grpcPort, tempoConfig)
+			}
+		}
+		if len(toTempo) != 1 {
+			t.Errorf("traces pipeline exports to %v; want one otlp_grpc exporter to tempo:<port>", traces.Exporters)
+		}
+	})
+}
+
+// ---------------------------------------------------------------------------
+// Tempo
+
+type tempoFile struct {
+	Server struct {
+		HTTPListenPort int `yaml:"http_listen_port"`
+	} `yaml:"server"`
+	Distributor struct {
+		Receivers struct {
+			OTLP struct {
+				Protocols struct {
+					GRPC struct {
+						Endpoint string `yaml:"endpoint"`
+					} `yaml:"grpc"`
+					HTTP struct {
+						Endpoint string `yaml:"endpoint"`
+					} `yaml:"http"`
+				} `yaml:"protocols"`
+			} `yaml:"otlp"`
+		} `yaml:"receivers"`
+	} `yaml:"distributor"`
+	Storage struct {
+		Trace struct {
+			Backend string `yaml:"backend"`
+			WAL     struct {
+				Path string `yaml:"path"`
+			} `yaml:"wal"`
+			Local struct {
+				Path string `yaml:"path"`
+			} `yaml:"local"`
+		} `yaml:"trace"`
+	} `yaml:"storage"`
+}
+
+func loadTempoConfig(t *testing.T) tempoFile {
+	t.Helper()
+	var f tempoFile
+	readYAML(t, tempoConfig, &f)
+	return f
+}
+
+// portOf is the port of a host:port.
+func portOf(t *testing.T, hostPort string) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		t.Fatalf("%q is not host:port: %v", hostPort, err)
+	}
+	return port
+}
+
+func TestTempoConfig(t *testing.T) {
+	f := loadTempoConfig(t)
+	tempo := composeServices(t)["tempo"]
+	if src := bindSourceOf(t, "tempo", "/etc/tempo/config.yaml"); filepath.Clean(src) != tempoConfig {
+		t.Errorf("tempo reads %s, want ./%s", src, tempoConfig)
+	}
+	if !slices.Contains(tempo.Command, "-config.file=/etc/tempo/config.yaml") {
+		t.Errorf("tempo command %q does not read /etc/tempo/config.yaml", tempo.Command)
+	}
+	if f.Server.HTTPListenPort == 0 {
+		t.Error("server.http_listen_port is not set")
+	}
+	// Other containers send to the receiver: it must not listen on the
+	// container's loopback only.
+	if host, _, err := net.SplitHostPort(f.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint); err != nil || host != "0.0.0.0" {
+		t.Errorf("OTLP gRPC receiver endpoint %q: want 0.0.0.0:<port>", f.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint)
+	}
+	// What Tempo writes must be on its named volume, or it is lost with the
+	// container.
+	var dataDir string
+	for _, v := range tempo.Volumes {
+		if src, dst, _ := strings.Cut(v, ":"); !strings.HasPrefix(src, "./") {
+			dataDir = strings.TrimSuffix(dst, ":rw")
+		}
+	}
+	if f.Storage.Trace.Backend != "local" || dataDir == "" {
+		t.Fatalf("storage backend %q, data volume %q: want local storage on a named volume", f.Storage.Trace.Backend, dataDir)
+	}
+	for _, p := range []string{f.Storage.Trace.WAL.Path, f.Storage.Trace.Local.Path} {
+		if !strings.HasPrefix(p, dataDir+"/") {
+			t.Errorf("storage path %q is not on the data volume %s", p, dataDir)
+		}
+	}
+
+	// Tempo's own check, where a Tempo binary is at hand (TEMPO_BIN); there
+	// is no Docker here to run the image.
+	t.Run("tempo -config.verify", func(t *testing.T) {
+		out, err := exec.CommandContext(t.Context(), tempoBinary(t), "-config.file="+absPath(t, tempoConfig), "-config.verify=true").CombinedOutput()
+		if err != nil {
+			t.Fatalf("tempo -config.verify: %v\n%s", err, out)
+		}
+	})
+}
+
+// tempoBinary is $TEMPO_BIN, or the test is skipped: unlike Loki, the
+// project does not build Tempo.
+func tempoBinary(t *testing.T) string {
+	t.Helper()
+	bin := os.Getenv("TEMPO_BIN")
+	if bin == "" {
+		t.Skip("set TEMPO_BIN to a Tempo 3 binary to run the stack's Tempo config")
+	}
+	return bin
+}
+
+// TestTempoFindsTheLoggedTraceID runs Tempo with the stack's config (its
+// paths and ports moved to a temporary directory and free loopback ports),
+// sends it a span over OTLP as the collector does, and reads the trace back
+// by the 32-hex ID the extension writes as trace_id: the request Grafana
+// makes when the derived field's link is followed.
+func TestTempoFindsTheLoggedTraceID(t *testing.T) {
+	bin := tempoBinary(t)
+	f := loadTempoConfig(t)
+	data, err := os.ReadFile(tempoConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	free := func() string {
+		port, err := lokiserver.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strconv.Itoa(port)
+	}
+	httpPort, otlpHTTP := free(), "127.0.0.1:"+free()
+	cfg := strings.NewReplacer(
+		"/var/tempo", dir,
+		f.Distributor.Receivers.OTLP.Protocols.GRPC.Endpoint, "127.0.0.1:"+free(),
+		f.Distributor.Receivers.OTLP.Protocols.HTTP.Endpoint, otlpHTTP,
+	).Replace(string(data))
+	// Paths the stack's config leaves at their defaults under /var/tempo.
+	cfg += fmt.Sprintf("\nlive_store:\n  wal:\n    path: %[1]s/live-store/traces\n  shutdown_marker_dir: %[1]s/live-store/shutdown-marker\n"+
+		"backend_scheduler:\n  local_work_path: %[1]s/work\n", dir)
+	cfgFile := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(bin, "-config.file="+cfgFile, "-server.http-listen-port="+httpPort,
+		"-server.grpc-listen-port="+free(), "-memberlist.bind-port="+free())
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Tempo drains for a while on SIGTERM; the test's data is thrown away.
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	api := "http://127.0.0.1:" + httpPort
+	eventually := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(60 * time.Second); !ok(); time.Sleep(200 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: gave up after 60 s; Tempo's output:\n%s", what, out.String())
+			}
+		}
+	}
+	get := func(path string) (int, []byte) {
+		resp, err := http.Get(api + path)
+		if err != nil {
+			return 0, nil
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, body
+	}
+	eventually("Tempo ready", func() bool { status, _ := get("/ready"); return status == http.StatusOK })
+
+	// OTLP/JSON writes IDs in hex; Tempo's answer has them in base64.
+	now := time.Now()
+	span := fmt.Sprintf(`{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"dash-fn"}}]},
+		"scopeSpans":[{"spans":[{"traceId":"%s","spanId":"53995c3f42cd8ad8","name":"invoke","kind":2,
+		"startTimeUnixNano":"%d","endTimeUnixNano":"%d"}]}]}]}`, traceR1, now.UnixNano(), now.Add(5*time.Millisecond).UnixNano())
+	resp, err := http.Post("http://"+otlpHTTP+"/v1/traces", "application/json", strings.NewReader(span))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("OTLP push answered %d: %s", resp.StatusCode, answer)
+	}
+
+	var trace struct {
+		Trace struct {
+			ResourceSpans []struct {
+				ScopeSpans []struct {
+					Spans []struct {
+						TraceID []byte `json:"traceId"` // base64 in JSON
+						Name    string `json:"name"`
+					} `json:"spans"`
+				} `json:"scopeSpans"`
+			} `json:"resourceSpans"`
+		} `json:"trace"`
+	}
+	eventually("the trace by its ID", func() bool {
+		status, body := get("/api/v2/traces/" + traceR1)
+		return status == http.StatusOK && json.Unmarshal(body, &trace) == nil && len(trace.Trace.ResourceSpans) > 0
+	})
+	rs := trace.Trace.ResourceSpans[0]
+	if len(rs.ScopeSpans) == 0 || len(rs.ScopeSpans[0].Spans) != 1 {
+		t.Fatalf("trace %s: %+v, want the one span", traceR1, trace)
+	}
+	if got := hex.EncodeToString(rs.ScopeSpans[0].Spans[0].TraceID); got != traceR1 {
+		t.Fatalf("Tempo found trace %s under %s", got, traceR1)
 	}
 }
 
@@ -847,17 +1373,20 @@ func balanced(s string) error {
 type stream struct {
 	labels map[string]string
 	lines  []string
+	// metadata is each line's structured metadata, by position; a missing
+	// or nil one sends none, as for an init line.
+	metadata []map[string]string
 }
 
-// push sends the streams to Loki in its v1 JSON format, one nanosecond apart
-// from start, and returns the last timestamp used. Reading back is what shows
-// a push worked (shared/loki-push.md: a wrong body can get 204 and be
-// dropped).
+// push sends the streams to Loki in its v1 JSON format, one millisecond apart
+// from start, and returns the last timestamp used. Structured metadata goes
+// in a value's third element. Reading back is what shows a push worked (a
+// wrong body can get 204 and be dropped).
 func push(t *testing.T, srv *lokiserver.Server, streams []stream, start time.Time) time.Time {
 	t.Helper()
 	type v1Stream struct {
 		Stream map[string]string `json:"stream"`
-		Values [][2]string       `json:"values"`
+		Values [][]any           `json:"values"`
 	}
 	var body struct {
 		Streams []v1Stream `json:"streams"`
@@ -865,9 +1394,13 @@ func push(t *testing.T, srv *lokiserver.Server, streams []stream, start time.Tim
 	ts := start
 	for _, s := range streams {
 		v := v1Stream{Stream: s.labels}
-		for _, l := range s.lines {
+		for i, l := range s.lines {
 			ts = ts.Add(time.Millisecond)
-			v.Values = append(v.Values, [2]string{strconv.FormatInt(ts.UnixNano(), 10), l})
+			value := []any{strconv.FormatInt(ts.UnixNano(), 10), l}
+			if i < len(s.metadata) && s.metadata[i] != nil {
+				value = append(value, s.metadata[i])
+			}
+			v.Values = append(v.Values, value)
 		}
 		body.Streams = append(body.Streams, v)
 	}

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -49,6 +50,10 @@ type Config struct {
 	MaxLineBytes int
 	// MaxRequestBytes bounds one push request (default 1 MiB).
 	MaxRequestBytes int
+	// NoStructuredMetadata sends entries without structured metadata
+	// (request_id, trace_id, level). By default it is sent, and the client
+	// stops sending it by itself once Loki refuses it.
+	NoStructuredMetadata bool
 	// Transport replaces the HTTP transport, for tests.
 	Transport http.RoundTripper
 }
@@ -108,6 +113,13 @@ type Result struct {
 	// RejectErr says why the first rejected entries were rejected (Loki's
 	// answer), so that a later transient error does not hide it.
 	RejectErr error
+	// MetadataRefused is set by the one push in the client's life during
+	// which Loki refused structured metadata (a Loki 2.x, or
+	// allow_structured_metadata: false): its answer, for one warning. The
+	// entries were pushed again without it (one more request, counted in
+	// Requests and Retries), and every later push leaves it out; they are
+	// counted as delivered or rejected by that second answer.
+	MetadataRefused error
 }
 
 // Client pushes entries to Loki. Push is meant for one goroutine at a time;
@@ -125,6 +137,9 @@ type Client struct {
 	levelLabels  map[levelKey]string
 
 	enc encoder
+	// metadataRefused is set once Loki has refused structured metadata; it
+	// is never cleared, as a Loki's limits do not change under a sandbox.
+	metadataRefused atomic.Bool
 }
 
 type levelKey struct {
@@ -353,10 +368,14 @@ func (c *Client) Push(ctx context.Context, entries []Entry) Result {
 const stallMargin = 250 * time.Millisecond
 
 // Limits on an entry's metadata, so that Size, and with it a request's
-// size, stays bounded whatever a record holds. The decoder keeps to them.
+// size, stays bounded whatever a record holds. A record's level is a word,
+// and a longer value is not one: Loki refuses a whole line whose metadata
+// passes its size limit, so such a level stays in the line only. Request
+// IDs come from Lambda, or from a JSON record, which the decoder keeps to
+// MaxRequestIDBytes; trace IDs are 32 hex digits.
 const (
 	MaxRequestIDBytes = 128
-	MaxLevelBytes     = 32
+	MaxLevelBytes     = 64
 	traceIDBytes      = 32
 )
 
@@ -375,13 +394,15 @@ func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 	}
 	all["type"] = "extension"
 	all["level"] = strings.Repeat("x", MaxLevelBytes)
-	return maxLineBytes + entryOverhead + MaxRequestIDBytes + traceIDBytes + MaxLevelBytes + streamHeaderBytes(FormatLabels(all))
+	longest := Entry{Level: all["level"], RequestID: strings.Repeat("x", MaxRequestIDBytes), TraceID: strings.Repeat("x", traceIDBytes)}
+	return maxLineBytes + longest.Size() + streamHeaderBytes(FormatLabels(all))
 }
 
 // pushRequest sends one request, retrying while ctx allows. It returns false
 // when the entries were neither delivered nor rejected.
 func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) bool {
-	body := c.enc.encode(entries, c.labelsFor)
+	meta := c.metadata()
+	body := c.enc.encode(entries, c.labelsFor, meta)
 	backoff := minBackoff
 	// lastErr becomes the result's error only if the request ends undelivered:
 	// a transient failure followed by success is no error.
@@ -431,6 +452,14 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 			return reject(len(entries), fmt.Errorf("pushing to %s: %w (%d %s)", c.redacted, ErrUnauthorized, status, shortMessage(msg)))
 		case err == nil && status == http.StatusBadRequest:
+			if meta != 0 && c.refusedMetadata(status, msg, res) {
+				// Loki stored the entries that had none; sending those
+				// again is harmless, as it drops exact duplicates of its
+				// newest entries.
+				meta = 0
+				body = c.enc.encode(entries, c.labelsFor, meta)
+				continue
+			}
 			refused, known := refusedCount(msg, len(entries))
 			if !known {
 				res.Unconfirmed += len(entries)
@@ -469,6 +498,39 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}
+}
+
+// metadata returns the structured metadata to send: none once Loki refused
+// it or when configured so; otherwise all of it, except level when it is
+// already a stream label.
+func (c *Client) metadata() metadata {
+	if c.cfg.NoStructuredMetadata || c.metadataRefused.Load() {
+		return 0
+	}
+	if c.cfg.LevelLabel {
+		return metaAll &^ metaLevel
+	}
+	return metaAll
+}
+
+// refusedMetadata reports whether a 4xx answer to a request that carried
+// structured metadata is Loki refusing it. If so, the client sends none from
+// then on, and the first time it records Loki's answer in res.
+//
+// Loki 3 answers 400 "stream '{…}' includes structured metadata, but this
+// feature is disallowed. Please see `limits_config.allow_structured_metadata`
+// …", once per stream, Loki 2.9 the same; Loki 2.8 and older do not know
+// the field and ignore it.
+func (c *Client) refusedMetadata(status int, msg string, res *Result) bool {
+	if status != http.StatusBadRequest || !strings.Contains(msg, "structured metadata") ||
+		!(strings.Contains(msg, "disallowed") || strings.Contains(msg, "not allowed") || strings.Contains(msg, "not enabled")) {
+		return false
+	}
+	if c.metadataRefused.CompareAndSwap(false, true) {
+		res.MetadataRefused = fmt.Errorf("pushing to %s: Loki refused structured metadata (400: %s); pushing without it from now on",
+			c.redacted, shortMessage(msg))
+	}
+	return true
 }
 
 // maxMessage bounds how much of Loki's answer is kept for the log;
@@ -536,8 +598,9 @@ var (
 
 // refusedCount reads how many of a push's n entries a 400 refused. Loki
 // stores the valid entries of such a push. A single reason about one entry
-// (a line too long, a timestamp out of range) counts one; known is false
-// when the answer does not say (a refusal of a whole stream, say).
+// (a line too long, a timestamp out of range, its metadata too large)
+// counts one; known is false when the answer does not say (a refusal of a
+// whole stream, for its labels, say).
 func refusedCount(msg string, n int) (refused int, known bool) {
 	for _, re := range []*regexp.Regexp{errorsLike(), totalIgnored()} {
 		matches := re.FindAllStringSubmatch(msg, -1)
@@ -550,10 +613,23 @@ func refusedCount(msg string, n int) (refused int, known bool) {
 		}
 		return min(refused, n), true
 	}
-	if !strings.HasPrefix(msg, "stream ") && strings.Contains(msg, "entry") && !strings.Contains(msg, "\n") {
+	if !strings.Contains(msg, "\n") && containsAny(msg, entryReasons) {
 		return 1, true
 	}
 	return 0, false
+}
+
+// entryReasons are the words of Loki's reasons for refusing one entry, as
+// opposed to a whole stream.
+var entryReasons = []string{"timestamp too", "too far behind", "max entry size", "line too long", "structured metadata too large", "out of order"}
+
+func containsAny(s string, subs []string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
 }
 
 func retryAfter(h http.Header) time.Duration {

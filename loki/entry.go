@@ -46,8 +46,8 @@ type Entry struct {
 	// Stream says which label set the entry is pushed under.
 	Stream StreamType
 	// Level is the record's log level when the function logs in JSON format;
-	// it becomes a label only when the client is configured for it, and is
-	// sent as structured metadata.
+	// it becomes a label when the client is configured for it, and is sent
+	// as structured metadata otherwise.
 	Level string
 	// RequestID is the invocation the line belongs to ("" for init lines),
 	// sent as structured metadata, never as a label.
@@ -65,9 +65,10 @@ type Entry struct {
 const entryOverhead = 120
 
 // Size is the number of bytes the entry counts for in memory bounds and
-// request size limits. The request and trace IDs are counted with every
-// entry: a push carries them with every entry, and in memory counting
-// them too errs on the safe side.
+// request size limits. It counts the structured metadata as pushed (values
+// and framing) whether or not the client sends it, so a request stays
+// within its bound either way; in memory, counting the shared request and
+// trace IDs with every entry errs on the safe side.
 func (e Entry) Size() int {
-	return len(e.Line) + len(e.Level) + len(e.RequestID) + len(e.TraceID) + entryOverhead
+	return len(e.Line) + entryOverhead + metadataSize(&e, metaAll)
 }

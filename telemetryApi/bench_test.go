@@ -26,7 +26,7 @@ const batchLines = 1000
 // the runtime's "time\trequestId\tLEVEL\tmessage\n" record as a JSON string,
 // each line padded to about lineBytes.
 func textBatch(n, lineBytes int) []byte {
-	const requestID = "8f5e4c3a-1b2d-4e6f-9a7b-0c1d2e3f4a5b"
+	const requestID = benchRequestID
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	var b bytes.Buffer
 	b.WriteByte('[')
@@ -46,6 +46,12 @@ func textBatch(n, lineBytes int) []byte {
 	}
 	b.WriteByte(']')
 	return b.Bytes()
+}
+
+// startBatch is the platform.start of the benchmark's invocation, traced.
+func startBatch() []byte {
+	return []byte(`[{"time":"2026-01-02T03:04:05.000Z","type":"platform.start","record":{"requestId":"` + benchRequestID +
+		`","tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1-` + benchTraceID[:8] + "-" + benchTraceID[8:] + `;Parent=53995c3f42cd8ad8;Sampled=1"}}}]`)
 }
 
 // noContentLoki answers every push with 204 after reading it, as Loki does
@@ -85,11 +91,21 @@ func mallocs() uint64 {
 	return m.Mallocs
 }
 
+// benchRequestID and benchTraceID are the invocation of the benchmark's
+// lines, as Lambda's platform.start gives them (startBatch): the listener
+// gives every line its request and trace IDs, sent as structured metadata.
+const (
+	benchRequestID = "8f5e4c3a-1b2d-4e6f-9a7b-0c1d2e3f4a5b"
+	benchTraceID   = "5f35ae120c0fec141ab77a00bc047aa2"
+)
+
+
 // BenchmarkPipeline is the per-line cost end to end: a Telemetry POST of
 // 1000 text-format function lines decoded by the listener's handler, queued,
-// taken by the dispatcher, grouped, encoded (protobuf + snappy) and pushed
-// over HTTP to a server answering 204. The figures include that server's
-// own work (reading the body), which runs in the same process.
+// taken by the dispatcher, grouped, encoded (protobuf + snappy, with
+// request_id and trace_id as structured metadata) and pushed over HTTP to a
+// server answering 204. The figures include that server's own work (reading
+// the body), which runs in the same process.
 func BenchmarkPipeline(b *testing.B) {
 	body := textBatch(batchLines, 100)
 	srv := noContentLoki(b)
@@ -100,6 +116,10 @@ func BenchmarkPipeline(b *testing.B) {
 	q := telemetryApi.NewQueue(100_000, 16<<20, nil)
 	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{}, q)
 	d := telemetryApi.NewDispatcher(q, client, telemetryApi.DispatcherConfig{})
+	post(b, l, startBatch())
+	if e := q.Take(1); len(e) != 0 {
+		b.Fatalf("platform.start queued a line")
+	}
 	ctx := context.Background()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()

@@ -143,7 +143,11 @@ type FlushReport struct {
 	Err error
 	// RejectErr is why the first rejected entries were rejected.
 	RejectErr error
-	Took      time.Duration
+	// MetadataRefused is set once in the extension's life, by the flush in
+	// which Loki first refused structured metadata (the lines went again
+	// without it, and do from then on).
+	MetadataRefused error
+	Took            time.Duration
 	// Outage is set while Loki is away. OutageBegan says this flush found it
 	// away (Err says why); OutageEnded that this one delivered what waited
 	// for it, after OutageLasted.
@@ -232,6 +236,9 @@ func (rep *FlushReport) add(res loki.Result) {
 	}
 	if rep.RejectErr == nil {
 		rep.RejectErr = res.RejectErr
+	}
+	if res.MetadataRefused != nil {
+		rep.MetadataRefused = res.MetadataRefused
 	}
 }
 

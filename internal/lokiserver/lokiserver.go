@@ -42,6 +42,10 @@ type Options struct {
 	// 25 000 lines/s of 130 bytes on one stream), so that a benchmark
 	// measures the extension, not Loki's limits.
 	HighIngestionLimits bool
+	// Limits are more limits_config lines for the generated configuration,
+	// each indented by two spaces (e.g. "\n  allow_structured_metadata:
+	// false"), to run Loki as a deployment configured so would.
+	Limits string
 }
 
 // highIngestionLimits are the limits_config lines of HighIngestionLimits.
@@ -103,9 +107,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	cfgFile := opts.ConfigFile
 	if cfgFile == "" {
 		cfgFile = filepath.Join(dataDir, "config.yaml")
-		limits := ""
+		limits := opts.Limits
 		if opts.HighIngestionLimits {
-			limits = highIngestionLimits
+			limits += highIngestionLimits
 		}
 		if err := os.WriteFile(cfgFile, fmt.Appendf(nil, config, opts.AuthEnabled, port, dataDir, limits), 0o644); err != nil {
 			return nil, fmt.Errorf("lokiserver: %w", err)
