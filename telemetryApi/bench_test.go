@@ -99,7 +99,6 @@ const (
 	benchTraceID   = "5f35ae120c0fec141ab77a00bc047aa2"
 )
 
-
 // BenchmarkPipeline is the per-line cost end to end: a Telemetry POST of
 // 1000 text-format function lines decoded by the listener's handler, queued,
 // taken by the dispatcher, grouped, encoded (protobuf + snappy, with

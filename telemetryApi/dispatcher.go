@@ -28,7 +28,6 @@ const (
 // an outage holds it back.
 type FlushKind int
 
-//
 // The background kinds (FlushTick, FlushBacklog, FlushRetry) stop starting
 // requests once DispatcherConfig.Budget has passed, but never cut one in
 // flight: a request cut short may have been stored all the same, and Loki
