@@ -17,7 +17,9 @@ const (
 	bearerPattern = `(Bearer )[A-Za-z0-9._~+/-]+=*`
 )
 
-func node(level, msg string) string { return "2024-05-15T23:59:20.159Z\t" + id + "\t" + level + "\t" + msg }
+func node(level, msg string) string {
+	return "2024-05-15T23:59:20.159Z\t" + id + "\t" + level + "\t" + msg
+}
 
 func TestNewRefusesBadRules(t *testing.T) {
 	ok := Rule{Type: ExcludeAtMatch, Name: "health", Pattern: "GET /health"}
@@ -93,12 +95,12 @@ func TestApply(t *testing.T) {
 	email := Rule{Type: MaskSequences, Name: "mask_emails", Pattern: emailPattern, Placeholder: "[EMAIL]"}
 	bearer := Rule{Type: MaskSequences, Name: "mask_bearer", Pattern: bearerPattern, Placeholder: "${1}[TOKEN]"}
 	tests := []struct {
-		name     string
-		cfg      Config
-		line     string
-		level    loglevel.Level
-		want     string // "" when the line is dropped
-		counted  string // the rules the line counts for, separated by spaces
+		name    string
+		cfg     Config
+		line    string
+		level   loglevel.Level
+		want    string // "" when the line is dropped
+		counted string // the rules the line counts for, separated by spaces
 	}{
 		{"nothing configured", Config{}, node("DEBUG", "x"), 0, node("DEBUG", "x"), ""},
 
