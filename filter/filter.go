@@ -79,6 +79,7 @@ type rule struct {
 	typ  Type
 	name string
 	re   *regexp.Regexp
+	pre  prefilter
 	// template is the placeholder as written; jsonTemplate the same with
 	// its text escaped for the inside of a JSON string, and
 	// jsonValueTemplate that string quoted, to stand for a whole value.
@@ -132,7 +133,7 @@ func compile(dst *rule, r Rule, seen map[string]bool) error {
 	if err != nil {
 		return fmt.Errorf("pattern does not compile: %w", err)
 	}
-	*dst = rule{typ: r.Type, name: r.Name, re: re}
+	*dst = rule{typ: r.Type, name: r.Name, re: re, pre: newPrefilter(r.Pattern)}
 	if r.Type == MaskSequences {
 		if err := checkTemplate(re, r.Placeholder); err != nil {
 			return fmt.Errorf("replace_placeholder %w", err)
@@ -169,18 +170,20 @@ func (f *Filter) Apply(line string, level loglevel.Level) (out string, keep bool
 		r := &f.rules[i]
 		switch r.typ {
 		case ExcludeAtMatch:
-			if r.re.MatchString(line) {
+			if r.match(line) {
 				r.lines.Add(1)
 				return line, false
 			}
 		case IncludeAtMatch:
-			if !r.re.MatchString(line) {
+			if !r.match(line) {
 				r.lines.Add(1)
 				return line, false
 			}
 		case MaskSequences:
-			// Most lines hold no secret: one match test, and nothing copied.
-			if !r.re.MatchString(line) {
+			// Most lines hold no secret, and the prefilter says so at once;
+			// mask finds the matches itself, so a line that passes is
+			// searched once, not twice.
+			if !r.pre.mayMatch(line) {
 				continue
 			}
 			if masked, ok := r.mask(line); ok {
@@ -190,6 +193,11 @@ func (f *Filter) Apply(line string, level loglevel.Level) (out string, keep bool
 		}
 	}
 	return line, true
+}
+
+// match reports whether the rule's pattern matches line.
+func (r *rule) match(line string) bool {
+	return r.pre.mayMatch(line) && r.re.MatchString(line)
 }
 
 // Count is what one rule did since New: the lines it dropped, or for a
