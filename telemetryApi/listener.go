@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/sirupsen/logrus"
 )
@@ -36,6 +37,9 @@ type ListenerConfig struct {
 	OnRestore func()
 	// Log is the extension's own log.
 	Log *logrus.Logger
+	// Filter drops and masks function and extension lines before they are
+	// queued (LOKI_MIN_LEVEL, LOKI_PROCESSING_RULES). Nil ships them all.
+	Filter *filter.Filter
 	// LostAfter is how long WaitRuntimeDone keeps waiting, once Lambda has
 	// reported dropped records since its last runtimeDone, after the last
 	// batch came (or the wait began, if later):
@@ -261,10 +265,14 @@ func (l *Listener) handle(events []Event, received time.Time) {
 		ev := &events[i]
 		switch ev.Type {
 		case TypeFunction:
-			add(recordEntry(ev, loki.StreamFunction, received))
+			if e := recordEntry(ev, loki.StreamFunction, received); l.keep(&e) {
+				add(e)
+			}
 		case TypeExtension:
 			if l.cfg.ShipExtension {
-				add(recordEntry(ev, loki.StreamExtension, received))
+				if e := recordEntry(ev, loki.StreamExtension, received); l.keep(&e) {
+					add(e)
+				}
 			}
 		case TypePlatformStart:
 			var s Start

@@ -1,0 +1,62 @@
+package telemetryApi_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/lambda-loki/grafana-loki-extension/filter"
+	"github.com/lambda-loki/grafana-loki-extension/loglevel"
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
+)
+
+// BenchmarkPipelineFiltered is BenchmarkPipeline with LOKI_MIN_LEVEL or
+// LOKI_PROCESSING_RULES set, and without either for comparison in the same
+// run: what a filter adds to the per-line cost. The lines are INFO and hold
+// no secret, as nearly all lines do, so every line is still shipped.
+func BenchmarkPipelineFiltered(b *testing.B) {
+	threeMasks := []filter.Rule{
+		{Type: filter.MaskSequences, Name: "mask_emails", Pattern: `[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}`, Placeholder: "[EMAIL]"},
+		{Type: filter.MaskSequences, Name: "mask_bearer", Pattern: `(Bearer )[A-Za-z0-9._~+/-]+=*`, Placeholder: "${1}[TOKEN]"},
+		{Type: filter.MaskSequences, Name: "mask_cards", Pattern: `\b(?:\d[ -]?){13,16}\b`, Placeholder: "[CARD]"},
+	}
+	tests := []struct {
+		name string
+		cfg  filter.Config
+	}{
+		{"no rules", filter.Config{}},
+		{"min level", filter.Config{MinLevel: loglevel.Info}},
+		{"three masks", filter.Config{Rules: threeMasks}},
+	}
+	body := textBatch(batchLines, 100)
+	for _, tt := range tests {
+		b.Run(tt.name, func(b *testing.B) {
+			f, err := filter.New(tt.cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := noContentLoki(b)
+			client, err := loki.New(loki.Config{URL: srv.URL + "/api/prom/push", Labels: map[string]string{"source": "lambda", "function": "bench"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			q := telemetryApi.NewQueue(100_000, 16<<20)
+			l := telemetryApi.NewListener(telemetryApi.ListenerConfig{Filter: f}, q)
+			d := telemetryApi.NewDispatcher(q, client, 1)
+			ctx := context.Background()
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			before := mallocs()
+			b.ResetTimer()
+			for b.Loop() {
+				post(b, l, body)
+				rep := d.Flush(ctx, false)
+				if rep.Delivered != batchLines || rep.Err != nil {
+					b.Fatalf("delivered %d of %d: %v", rep.Delivered, batchLines, rep.Err)
+				}
+			}
+			b.StopTimer()
+			reportPerLine(b, batchLines, mallocs()-before)
+		})
+	}
+}
