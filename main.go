@@ -23,6 +23,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
 	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
+	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
@@ -136,6 +137,9 @@ type extension struct {
 	telemetry bool
 	flusher   *flusher
 	totals    totals
+	// filter drops and masks lines in the listener; its counts go into the
+	// shutdown summary. Nil when nothing is filtered.
+	filter *filter.Filter
 
 	lastRequestID string
 }
@@ -146,6 +150,10 @@ func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log
 	client, err := loki.New(cfg.Loki)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", errInvalidConfig, err)
+	}
+	f, err := filter.New(cfg.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("%w: LOKI_PROCESSING_RULES: %w", errInvalidConfig, err)
 	}
 	q := telemetryApi.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes)
 	host := "sandbox"
@@ -166,13 +174,14 @@ func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log
 			client.CloseIdleConnections()
 			log.Debug("restored from a SnapStart snapshot: dropped the connections to Loki made before it")
 		},
-		Log: log,
+		Log:    log,
+		Filter: f,
 	}, q)
 	if err := l.Start(); err != nil {
 		return nil, fmt.Errorf("%w (another extension may listen there: set TELEMETRY_LISTENER_PORT to a free port)", err)
 	}
 	x := &extension{
-		cfg: cfg, log: log, ext: ext, listener: l, queue: q, loki: client, telemetry: true,
+		cfg: cfg, log: log, ext: ext, listener: l, queue: q, loki: client, telemetry: true, filter: f,
 		dispatcher: telemetryApi.NewDispatcher(q, client, cfg.DispatchMinBatchSize),
 	}
 	x.flusher = newFlusher(x)
@@ -325,6 +334,7 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 	fields["reason"] = reason
 	fields["took"] = time.Since(start).Round(time.Millisecond).String()
 	fields["lambdaDropped"] = x.listener.Stats().LambdaDropped
+	addFilterCounts(fields, x.filter)
 	if left := x.queue.Len(); left > 0 {
 		fields["lost"] = left
 		x.log.WithFields(fields).Errorf("shutting down with %d lines undelivered: Loki could not take them before the shutdown deadline", left)
