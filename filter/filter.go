@@ -84,6 +84,9 @@ type rule struct {
 	// its text escaped for the inside of a JSON string, and
 	// jsonValueTemplate that string quoted, to stand for a whole value.
 	template, jsonTemplate, jsonValueTemplate string
+	// groups is whether the placeholder refers to a group (or holds $$),
+	// and so must go through Expand.
+	groups bool
 	// lines counts the lines the rule dropped, or masked.
 	lines atomic.Int64
 }
@@ -139,6 +142,7 @@ func compile(dst *rule, r Rule, seen map[string]bool) error {
 			return fmt.Errorf("replace_placeholder %w", err)
 		}
 		dst.template, dst.jsonTemplate = r.Placeholder, escapeJSON(r.Placeholder)
+		dst.groups = strings.Contains(r.Placeholder, "$")
 		dst.jsonValueTemplate = `"` + dst.jsonTemplate + `"`
 	}
 	return nil

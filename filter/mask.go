@@ -50,7 +50,7 @@ func (r *rule) replace(line string, matches [][]int, byValue bool) (string, bool
 		}
 		if !byValue {
 			out = append(out, line[last:m[0]]...)
-			out = r.re.ExpandString(out, r.template, line, m)
+			out = r.expand(out, r.template, line, m)
 			last, changed = m[1], true
 			continue
 		}
@@ -74,7 +74,11 @@ func (r *rule) replace(line string, matches [][]int, byValue bool) (string, bool
 				continue
 			}
 			out = append(out, line[last:start]...)
-			out = r.re.ExpandString(out, tmpl, line, clipGroups(line, sp, m, start, end))
+			groups := m
+			if r.groups {
+				groups = clipGroups(line, sp, m, start, end)
+			}
+			out = r.expand(out, tmpl, line, groups)
 			last, changed = end, true
 		}
 	}
@@ -161,6 +165,15 @@ func (s span) alignUp(line string, from, p int) int {
 		i += s.escapeLen(line, i)
 	}
 	return min(i, s.end)
+}
+
+// expand appends the placeholder for match m; one without a group
+// reference is copied as it is, without Expand's parsing.
+func (r *rule) expand(dst []byte, tmpl, line string, m []int) []byte {
+	if !r.groups {
+		return append(dst, tmpl...)
+	}
+	return r.re.ExpandString(dst, tmpl, line, m)
 }
 
 // clipGroups returns a copy of the match m whose whole match is
