@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -90,5 +91,42 @@ func TestLoadFilterErrorsNameTheRule(t *testing.T) {
 				t.Fatalf("want the lifecycle settings and no rules: %+v", cfg)
 			}
 		})
+	}
+}
+
+// The README's example rules load, and do to its example lines what it says.
+func TestREADMEProcessingRulesExample(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "### Dropping and masking lines before they leave")
+	_, block, ok2 := strings.Cut(section, "```json\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("the README has no JSON example under its section on dropping and masking lines")
+	}
+	cfg, err := Load(env("LOKI_IP", "x", "LOKI_PROCESSING_RULES", block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := filter.New(cfg.Filter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct{ in, want string }{
+		{"user alice@example.com signed in", "user [EMAIL] signed in"},
+		{"Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln-_", "Authorization: Bearer [TOKEN]"},
+		{"GET /health 200", ""},
+		{"GET /healthz 200", "GET /healthz 200"},
+	}
+	for _, tt := range tests {
+		got, keep := f.Apply(tt.in, loglevel.Unknown)
+		if !keep {
+			got = ""
+		}
+		if got != tt.want {
+			t.Errorf("%q ships as %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
