@@ -123,11 +123,11 @@ func ruby(line string) Level {
 		return Unknown
 	}
 	rest := strings.TrimLeft(line[end+1:], " ")
-	word, _, ok := strings.Cut(rest[:min(len(rest), maxName+4)], " -- ")
+	name, _, ok := strings.Cut(rest[:min(len(rest), maxName+4)], " -- ")
 	if !ok {
 		return Unknown
 	}
-	return Parse(word)
+	return Parse(name)
 }
 
 // maxField bounds a field before the level: a request ID is 36 bytes.
