@@ -10,6 +10,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
 	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
+	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/spill"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
@@ -30,6 +31,9 @@ type extension struct {
 	telemetry bool
 	flusher   *flusher
 	totals    totals
+	// filter drops and masks lines in the listener; its counts go into the
+	// shutdown summary. Nil when nothing is filtered.
+	filter *filter.Filter
 
 	lastRequestID string
 }
@@ -54,6 +58,10 @@ func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log
 // newExtension starts the listener and subscribes to the Telemetry API,
 // pushing through pusher; onRestore runs at a SnapStart restore.
 func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log *logrus.Logger, pusher telemetryApi.Pusher, onRestore func()) (*extension, error) {
+	f, err := filter.New(cfg.Filter)
+	if err != nil {
+		return nil, fmt.Errorf("%w: LOKI_PROCESSING_RULES: %w", errInvalidConfig, err)
+	}
 	q := telemetryApi.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes, openSpill(cfg, log))
 	host := "sandbox"
 	if cfg.SAMLocal {
@@ -69,6 +77,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 		LostAfter: time.Duration(cfg.Buffering.TimeoutMs)*time.Millisecond + lostRuntimeDoneQuiet,
 		OnRestore: onRestore,
 		Log:       log,
+		Filter:    f,
 	}, q)
 	if err := l.Start(); err != nil {
 		q.Close()
@@ -78,7 +87,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 	// bound must never be reached before the backlog push starts.
 	backlogBytes := min(cfg.Loki.MaxRequestBytes, cfg.QueueMaxBytes/2)
 	x := &extension{
-		cfg: cfg, log: log, ext: ext, listener: l, queue: q, telemetry: true,
+		cfg: cfg, log: log, ext: ext, listener: l, queue: q, telemetry: true, filter: f,
 		dispatcher: telemetryApi.NewDispatcher(q, pusher, telemetryApi.DispatcherConfig{
 			MinBatch: cfg.DispatchMinBatchSize, CatchUpBytes: backlogBytes, RetryMax: cfg.OutageRetryMax, Budget: cfg.FlushTimeout,
 		}),
@@ -93,7 +102,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 		schema = telemetryApi.SchemaVersionManagedIn
 	}
 	port := l.Addr().(*net.TCPAddr).Port
-	err := telemetryApi.Subscribe(ctx, cfg.RuntimeAPI, ext.ExtensionID(), telemetryApi.Subscription{
+	err = telemetryApi.Subscribe(ctx, cfg.RuntimeAPI, ext.ExtensionID(), telemetryApi.Subscription{
 		SchemaVersion: schema,
 		Types:         types,
 		Buffering: telemetryApi.Buffering{

@@ -98,6 +98,7 @@ func (x *extension) summarize(reason string, start time.Time, left int) {
 	fields["reason"] = reason
 	fields["took"] = time.Since(start).Round(time.Millisecond).String()
 	fields["lambdaDropped"] = x.listener.Stats().LambdaDropped
+	addFilterCounts(fields, x.filter)
 	if left > 0 {
 		fields["lost"] = left
 		x.log.WithFields(fields).Errorf("shutting down with %d lines undelivered: Loki could not take them before the shutdown deadline", left)

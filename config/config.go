@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/sirupsen/logrus"
 )
@@ -111,6 +112,9 @@ type Config struct {
 	ShipPlatformLogs bool
 	// ShipExtensionLogs adds extensions' own log lines on a type="extension" stream.
 	ShipExtensionLogs bool
+	// Filter is LOKI_MIN_LEVEL and LOKI_PROCESSING_RULES: what is dropped or
+	// masked before a function or extension line is queued.
+	Filter filter.Config
 
 	// LogLevel is the level of the extension's own log.
 	LogLevel logrus.Level
@@ -191,6 +195,7 @@ func Load(lookup LookupFunc) (Config, error) {
 	}
 	cfg.ShipPlatformLogs = r.boolean("SHIP_PLATFORM_LOGS", false)
 	cfg.ShipExtensionLogs = r.boolean("SHIP_EXTENSION_LOGS", false)
+	cfg.Filter = r.filter()
 
 	labels := map[string]string{"source": "lambda", "function": cfg.FunctionName}
 	r.labels("LOKI_LABELS", labels)

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 )
@@ -105,7 +106,11 @@ const (
 // request_id and trace_id as structured metadata) and pushed over HTTP to a
 // server answering 204. The figures include that server's own work (reading
 // the body), which runs in the same process.
-func BenchmarkPipeline(b *testing.B) {
+func BenchmarkPipeline(b *testing.B) { benchmarkPipeline(b, nil) }
+
+// benchmarkPipeline runs BenchmarkPipeline's loop with the listener
+// filtering through f (nil: no filter).
+func benchmarkPipeline(b *testing.B, f *filter.Filter) {
 	body := textBatch(batchLines, 100)
 	srv := noContentLoki(b)
 	client, err := loki.New(loki.Config{URL: srv.URL + "/api/prom/push", Labels: map[string]string{"source": "lambda", "function": "bench"}})
@@ -113,7 +118,7 @@ func BenchmarkPipeline(b *testing.B) {
 		b.Fatal(err)
 	}
 	q := telemetryApi.NewQueue(100_000, 16<<20, nil)
-	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{}, q)
+	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{Filter: f}, q)
 	d := telemetryApi.NewDispatcher(q, client, telemetryApi.DispatcherConfig{})
 	post(b, l, startBatch())
 	if e := q.Take(1); len(e) != 0 {

@@ -9,6 +9,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/lambda-loki/grafana-loki-extension/loglevel"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
 
@@ -36,21 +37,67 @@ func recordEntry(ev *Event, stream loki.StreamType, received time.Time) (e loki.
 			return e, ""
 		}
 	case '{':
+		// Each key is read on its own: a logger that writes a numeric
+		// level (pino, bunyan) or an epoch timestamp must not cost the
+		// record the other one.
 		var fields struct {
-			Timestamp string `json:"timestamp"`
-			Level     string `json:"level"`
-			RequestID string `json:"requestId"`
+			Timestamp json.RawMessage `json:"timestamp"`
+			Level     json.RawMessage `json:"level"`
+			RequestID string          `json:"requestId"`
 		}
 		if err := json.Unmarshal(raw, &fields); err == nil {
-			if ts, ok := parseTime(fields.Timestamp); ok {
+			if ts, ok := recordTime(fields.Timestamp); ok {
 				e.Time = ts
 			}
-			e.Level = fields.Level
-			requestID = fields.RequestID
+			e.Level = recordLevel(fields.Level)
+			if len(fields.RequestID) <= loki.MaxRequestIDBytes {
+				requestID = fields.RequestID
+			}
 		}
 	}
 	e.Line = compactJSON(raw)
 	return e, requestID
+}
+
+// recordTime reads a JSON record's timestamp: a string as parseTime reads
+// it, or a number of milliseconds since the epoch (seconds too, told apart
+// by size: both cover the years 2001 to 2286). ok is false for anything
+// else, and the event's time stands in.
+func recordTime(raw json.RawMessage) (time.Time, bool) {
+	if len(raw) == 0 {
+		return time.Time{}, false
+	}
+	if raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return time.Time{}, false
+		}
+		return parseTime(s)
+	}
+	n, err := strconv.ParseFloat(string(raw), 64)
+	switch {
+	case err != nil:
+		return time.Time{}, false
+	case n >= 1e12 && n < 1e13:
+		return time.UnixMicro(int64(n * 1e3)).UTC(), true
+	case n >= 1e9 && n < 1e10:
+		return time.UnixMicro(int64(n * 1e6)).UTC(), true
+	}
+	return time.Time{}, false
+}
+
+// recordLevel is the record's level as written when it is a string (the
+// level label shows it in lower case), and the normalised name of a
+// numeric pino/bunyan level ("error" for 50).
+func recordLevel(raw json.RawMessage) string {
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		return ""
+	}
+	return loglevel.FromJSON(raw).String()
 }
 
 // compactJSON returns raw without insignificant white space; raw is already

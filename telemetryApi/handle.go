@@ -26,10 +26,15 @@ func (l *Listener) handle(events []Event, received time.Time) {
 		room := len(events) - i
 		switch ev.Type {
 		case TypeFunction:
-			p.add(l.lineEntry(ev, loki.StreamFunction, received), room)
+			if e := l.lineEntry(ev, loki.StreamFunction, received); l.keep(&e) {
+				p.add(e, room)
+			}
 		case TypeExtension:
-			if l.cfg.ShipExtension {
-				p.add(l.lineEntry(ev, loki.StreamExtension, received), room)
+			if !l.cfg.ShipExtension {
+				continue
+			}
+			if e := l.lineEntry(ev, loki.StreamExtension, received); l.keep(&e) {
+				p.add(e, room)
 			}
 		case TypePlatformStart:
 			var s Start

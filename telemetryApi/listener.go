@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/sirupsen/logrus"
 )
@@ -48,6 +49,9 @@ type ListenerConfig struct {
 	OnRestore func()
 	// Log is the extension's own log.
 	Log *logrus.Logger
+	// Filter drops and masks function and extension lines before they are
+	// queued (LOKI_MIN_LEVEL, LOKI_PROCESSING_RULES). Nil ships them all.
+	Filter *filter.Filter
 	// LostAfter is how long WaitRuntimeDone keeps waiting, once Lambda has
 	// reported records dropped during the invocation waited for, after the
 	// last batch came (or the wait began, if later): the runtimeDone may
