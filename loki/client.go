@@ -47,6 +47,17 @@ type Config struct {
 	MaxRequestBytes int
 	// Transport replaces the HTTP transport, for tests.
 	Transport http.RoundTripper
+	// Reauth, when set, is asked for new credentials when Loki answers 401
+	// or 403: they may have been rotated where they are kept. It reports
+	// false when it has nothing new (it decides how often to look);
+	// otherwise the request is retried at once with what it returned.
+	// It runs inside Push.
+	Reauth func(ctx context.Context) (Credentials, bool)
+}
+
+// Credentials are the settings that authenticate a push, as in Config.
+type Credentials struct {
+	URL, Username, Password, BearerToken string
 }
 
 // Defaults for Config's zero values.
@@ -119,23 +130,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, errors.New("LOKI_URL: want an http or https URL with a host")
-	}
-	if u.User != nil {
-		if cfg.Username == "" {
-			cfg.Username = u.User.Username()
-			cfg.Password, _ = u.User.Password()
-		}
-		u.User = nil
-	}
-	c := &Client{cfg: cfg, url: u.String(), redacted: u.Redacted(), levelLabels: map[levelKey]string{}}
-	switch {
-	case cfg.BearerToken != "":
-		c.auth = "Bearer " + cfg.BearerToken
-	case cfg.Username != "" || cfg.Password != "":
-		c.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+cfg.Password))
+	c := &Client{cfg: cfg, levelLabels: map[levelKey]string{}}
+	if err := c.setCredentials(Credentials{URL: cfg.URL, Username: cfg.Username, Password: cfg.Password, BearerToken: cfg.BearerToken}); err != nil {
+		return nil, err
 	}
 	for name := range cfg.Labels {
 		if err := ValidateLabelName(name); err != nil {
@@ -179,6 +176,41 @@ func loadCAs(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("LOKI_CA_FILE: %s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// setCredentials sets the push URL and the Authorization header. Userinfo
+// in the URL is basic auth unless a username is given.
+func (c *Client) setCredentials(cr Credentials) error {
+	u, err := url.Parse(cr.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("LOKI_URL: want an http or https URL with a host")
+	}
+	if u.User != nil {
+		if cr.Username == "" {
+			cr.Username = u.User.Username()
+			cr.Password, _ = u.User.Password()
+		}
+		u.User = nil
+	}
+	c.url, c.redacted = u.String(), u.Redacted()
+	switch {
+	case cr.BearerToken != "":
+		c.auth = "Bearer " + cr.BearerToken
+	case cr.Username != "" || cr.Password != "":
+		c.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cr.Username+":"+cr.Password))
+	default:
+		c.auth = ""
+	}
+	return nil
+}
+
+// reauth asks Config.Reauth for new credentials and takes them.
+func (c *Client) reauth(ctx context.Context) bool {
+	if c.cfg.Reauth == nil {
+		return false
+	}
+	cr, ok := c.cfg.Reauth(ctx)
+	return ok && c.setCredentials(cr) == nil
 }
 
 // CloseIdleConnections drops kept-alive connections, which do not survive a
@@ -241,6 +273,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 	// lastErr becomes the result's error only if the request ends undelivered:
 	// a transient failure followed by success is no error.
 	var lastErr error
+	reauthed := false
 	giveUp := func() bool {
 		if lastErr == nil {
 			lastErr = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
@@ -271,6 +304,10 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 				res.RejectErr = res.Err
 			}
 			return true
+		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden) && !reauthed && c.reauth(ctx):
+			// New credentials (a rotated secret): try them at once, once.
+			reauthed = true
+			continue
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
 			rejected := rejectedCount(status, msg, len(entries))
 			res.Rejected += rejected
