@@ -42,6 +42,7 @@ func TestSecretsKeepTheCredentials(t *testing.T) {
 	both := aws.PutSecret("loki-json", `{"username":"`+user+`","password":"`+password+`"}`)
 	other := aws.PutSecret("loki-other-keys", `{"user":"`+user+`","pass":"`+password+`"}`)
 	aws.PutParameter("/loki/password", password, true)
+	withUserinfo := aws.PutSecret("loki-url", strings.Replace(p.URL(), "http://", "http://"+user+":"+password+"@", 1)+"/loki/api/v1/push")
 	tests := []struct {
 		name string
 		env  []string
@@ -50,6 +51,8 @@ func TestSecretsKeepTheCredentials(t *testing.T) {
 		{"JSON secret, keys named after the settings", []string{"LOKI_USERNAME_SECRET_ARN=" + both, "LOKI_PASSWORD_SECRET_ARN=" + both}},
 		{"JSON secret, keys picked with #", []string{"LOKI_USERNAME_SECRET_ARN=" + other + "#user", "LOKI_PASSWORD_SECRET_ARN=" + other + "#pass"}},
 		{"SecureString parameter", []string{"LOKI_USERNAME=" + user, "LOKI_PASSWORD_SSM_NAME=/loki/password"}},
+		// run sets LOKI_URL; a blank value is no value.
+		{"URL with userinfo in a secret", []string{"LOKI_URL=", "LOKI_URL_SECRET_ARN=" + withUserinfo}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
