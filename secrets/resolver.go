@@ -148,6 +148,7 @@ func (r *Resolver) Refresh(ctx context.Context) (Refreshed, error) {
 
 // fetch fetches every value and reports whether any differs from before.
 func (r *Resolver) fetch(ctx context.Context) (bool, error) {
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	defer cancel()
 	type result struct {
@@ -172,7 +173,7 @@ func (r *Resolver) fetch(ctx context.Context) (bool, error) {
 		t := r.client.targetFor(ref.Store, ref.ID)
 		res := results[t]
 		if res.err != nil {
-			problems = append(problems, r.describe(ctx, ref, t, res.err))
+			problems = append(problems, r.describe(ctx, ref, t, res.err, time.Since(start)))
 			continue
 		}
 		v, err := pick(res.value, ref)
@@ -194,7 +195,7 @@ func (r *Resolver) fetch(ctx context.Context) (bool, error) {
 
 // describe says why a value could not be fetched, naming the variable, the
 // AWS error code and what usually fixes it.
-func (r *Resolver) describe(ctx context.Context, ref Ref, t target, err error) string {
+func (r *Resolver) describe(ctx context.Context, ref Ref, t target, err error, took time.Duration) string {
 	op := operations[ref.Store]
 	what := fmt.Sprintf("%s: %s %s for %q", ref.Variable, ref.Store, op.name, ref.ID)
 	var apiErr *APIError
@@ -202,8 +203,9 @@ func (r *Resolver) describe(ctx context.Context, ref Ref, t target, err error) s
 	case errors.As(err, &apiErr):
 		return fmt.Sprintf("%s failed with %s%s", what, apiErr, hint(ref.Store, t.region, apiErr.Code))
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
-		return fmt.Sprintf("%s: no answer from %s within %s (SECRETS_TIMEOUT_MS); a function in a VPC reaches %s only through a VPC endpoint (com.amazonaws.%s.%s) or a NAT gateway",
-			what, redact(t.endpoint), r.opts.Timeout, ref.Store, t.region, op.service)
+		// A re-fetch is also bounded by the push window, which may end first.
+		return fmt.Sprintf("%s: no answer from %s in %s (SECRETS_TIMEOUT_MS=%d); a function in a VPC reaches %s only through a VPC endpoint (com.amazonaws.%s.%s) or a NAT gateway",
+			what, redact(t.endpoint), took.Round(time.Millisecond), r.opts.Timeout.Milliseconds(), ref.Store, t.region, op.service)
 	}
 	return fmt.Sprintf("%s at %s failed: %v", what, redact(t.endpoint), err)
 }
@@ -222,7 +224,7 @@ func hint(store Store, region, code string) string {
 		"ExpiredTokenException", "MissingAuthenticationToken", "SignatureDoesNotMatch":
 		return " (AWS refused the function's credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"
 	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded":
-		return fmt.Sprintf(" (AWS throttled %d attempts; Parameter Store's default throughput is 40 requests per second per account)", maxAttempts)
+		return fmt.Sprintf(" (AWS throttled every attempt, up to %d; Parameter Store's default throughput is 40 requests per second per account)", maxAttempts)
 	}
 	return ""
 }

@@ -198,7 +198,7 @@ func TestFetch(t *testing.T) {
 		{name: "unknown parameter", env: []string{"LOKI_PASSWORD_SSM_NAME=/nope"}, wantErr: []string{"LOKI_PASSWORD_SSM_NAME: SSM Parameter Store GetParameter", "ParameterNotFound"}},
 		{name: "access denied", env: []string{"LOKI_PASSWORD_SECRET_ARN=" + denied}, wantErr: []string{"LOKI_PASSWORD_SECRET_ARN", "AccessDeniedException", "needs secretsmanager:GetSecretValue", "kms:Decrypt"}},
 		{name: "throttled", env: []string{"LOKI_PASSWORD_SSM_NAME=/loki/password"}, fault: fakeaws.Fault{Code: "ThrottlingException"},
-			wantErr: []string{"LOKI_PASSWORD_SSM_NAME", "ThrottlingException", "throttled 3 attempts"}},
+			wantErr: []string{"LOKI_PASSWORD_SSM_NAME", "ThrottlingException", "throttled every attempt, up to 3"}},
 		{name: "JSON without the key", env: []string{"LOKI_PASSWORD_SECRET_ARN=" + both + "#secret"},
 			wantErr: []string{`LOKI_PASSWORD_SECRET_ARN: the value is a JSON object without the key "secret" (its keys: password, token, url, username)`}},
 		{name: "key picked from a value that is not JSON", env: []string{"LOKI_PASSWORD_SECRET_ARN=" + plain + "#password"},
