@@ -139,11 +139,9 @@ func arnRegion(id string) string {
 // fetch returns the whole value of a secret or parameter, retrying what may
 // succeed on a second try while ctx lasts.
 func (c *client) fetch(ctx context.Context, t target) (string, error) {
-	var err error
 	backoff := retryBackoff
 	for attempt := 1; ; attempt++ {
-		var value string
-		value, err = c.call(ctx, t)
+		value, err := c.call(ctx, t)
 		if err == nil {
 			return value, nil
 		}
