@@ -6,35 +6,63 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
+	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
+	"github.com/sirupsen/logrus"
 )
 
-// flusher pushes in the background, for the flush strategies that do not
-// push between runtimeDone and /next: periodic, adaptive while invocations
-// come quickly, and Managed Instances (no INVOKE events at all there).
+// flusherConfig is what the background flusher needs of the settings.
+type flusherConfig struct {
+	mode config.FlushMode
+	// timed is true when pushes go on a timer (periodic mode, Managed
+	// Instances), every interval; interval is also adaptive mode's
+	// threshold between invocations.
+	timed    bool
+	interval time.Duration
+	// budget bounds one background push (FLUSH_TIMEOUT_MS).
+	budget time.Duration
+	// awaitRuntimeDone is false when no telemetry arrives (a local stub).
+	awaitRuntimeDone bool
+}
+
+// runtimeDoneWaiter is the listener, as far as the flusher uses it.
+type runtimeDoneWaiter interface {
+	WaitRuntimeDone(ctx context.Context, requestID string) (telemetryApi.RuntimeDone, error)
+}
+
+// flusher pushes in the background: for the flush strategies that do not
+// push between runtimeDone and /next (periodic, adaptive while invocations
+// come quickly, and Managed Instances, which have no INVOKE events at all),
+// and in every mode for the attempts of an outage and for backlogs.
 //
-// In every mode it also pushes as soon as a full request's worth of lines
+// In every mode it pushes as soon as a full request's worth of lines
 // (LOKI_MAX_REQUEST_BYTES) is queued, while the function runs: waiting for
 // runtimeDone would only add that push to the billed time after it, and an
 // invocation that logs more than QUEUE_MAX_BYTES would lose its oldest lines
 // to the queue's bound with Loki perfectly healthy. The push before /next
 // then only has the rest to send.
 //
+// While Loki is away (the dispatcher's outage) it makes the attempts the
+// dispatcher schedules, and nothing else: the pushes of windows and
+// backlogs are skipped until Loki answers and what waited has gone out.
+//
 // A push cut off by a freeze fails on its timeout after the thaw and its
-// lines go back to the front of the queue. Every thaw is followed by a push
-// (adaptive mode: the INVOKE that thawed the sandbox kicks this loop; timed
-// modes: the tick missed while frozen fires at once; end mode: the push
-// before /next; and SHUTDOWN drains), so they are sent again right after. Loki ignores exact duplicates, so a push that
-// reached Loki before the freeze costs nothing twice.
+// lines go back to the front of the queue, to be sent again: every thaw is
+// followed by a push (adaptive mode: the INVOKE that thawed the sandbox
+// kicks this loop; timed modes: the tick missed while frozen fires at once;
+// end mode: the push before /next; an outage: the attempt that came due
+// while frozen; and SHUTDOWN drains). Loki ignores exact duplicates, so a
+// push that reached Loki before the freeze costs nothing twice.
 type flusher struct {
-	x        *extension
-	mode     config.FlushMode
-	managed  bool
-	interval time.Duration
+	cfg         flusherConfig
+	dispatcher  *telemetryApi.Dispatcher
+	runtimeDone runtimeDoneWaiter
+	backlog     <-chan struct{} // a full request's worth is queued
+	report      func(window string, rep telemetryApi.FlushReport)
+	log         *logrus.Logger
 
-	kickc   chan struct{}
-	backlog <-chan struct{} // a full request's worth is queued
-	cancel  context.CancelFunc
-	done    chan struct{}
+	kickc  chan struct{}
+	cancel context.CancelFunc
+	done   chan struct{}
 
 	mu         sync.Mutex
 	lastInvoke time.Time
@@ -45,19 +73,10 @@ type flusher struct {
 	unawaited, awaited string
 }
 
-func newFlusher(x *extension) *flusher {
-	f := &flusher{x: x, mode: x.cfg.Flush.Mode, managed: x.cfg.ManagedInstances, interval: x.cfg.Flush.Interval, kickc: make(chan struct{}, 1)}
-	if f.managed && f.mode != config.FlushPeriodic {
-		f.interval = config.DefaultManagedFlushInterval
-	}
-	// A full request, or half the queue's bound when that is smaller: the
-	// bound must never be reached before the backlog push starts.
-	f.backlog = x.queue.NotifyBacklog(min(x.cfg.Loki.MaxRequestBytes, x.cfg.QueueMaxBytes/2))
-	return f
+func newFlusher(cfg flusherConfig, d *telemetryApi.Dispatcher, rd runtimeDoneWaiter, backlog <-chan struct{},
+	report func(string, telemetryApi.FlushReport), log *logrus.Logger) *flusher {
+	return &flusher{cfg: cfg, dispatcher: d, runtimeDone: rd, backlog: backlog, report: report, log: log, kickc: make(chan struct{}, 1)}
 }
-
-// timed reports whether the flusher pushes on a timer.
-func (f *flusher) timed() bool { return f.managed || f.mode == config.FlushPeriodic }
 
 // start runs the background loop.
 func (f *flusher) start(ctx context.Context) {
@@ -66,21 +85,22 @@ func (f *flusher) start(ctx context.Context) {
 	go f.loop(ctx)
 }
 
-// inBackground decides, at an INVOKE, whether this invocation's lines are
-// pushed in the background (and /next is called at once) instead of before
-// /next. Adaptive mode does so while invocations arrive less than its
-// interval apart, and falls back to pushing before /next when traffic slows.
-func (f *flusher) inBackground() bool {
-	if f.timed() {
+// invoked records an INVOKE and says whether the invocation's lines are
+// pushed in the background (and /next called at once) instead of before
+// /next. Timed modes always push in the background. Adaptive mode does while
+// invocations arrive less than its interval apart, and falls back to pushing
+// before /next when traffic slows.
+func (f *flusher) invoked(requestID string) (background bool) {
+	if f.cfg.timed {
 		return true
 	}
-	if f.mode != config.FlushAdaptive {
+	if f.cfg.mode != config.FlushAdaptive {
 		return false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	now := time.Now()
-	busy := !f.lastInvoke.IsZero() && now.Sub(f.lastInvoke) < f.interval
+	busy := !f.lastInvoke.IsZero() && now.Sub(f.lastInvoke) < f.cfg.interval
 	f.lastInvoke = now
 	if !busy {
 		// This invocation waits for its own runtimeDone and pushes before
@@ -91,8 +111,9 @@ func (f *flusher) inBackground() bool {
 	// The previous invocation called /next at once: its last batch, with its
 	// runtimeDone, is delivered after the thaw, that is now. The background
 	// push waits for it, so that the previous invocation is pushed whole
-	// during this one. The lifecycle set lastRequestID to this invocation's.
-	f.awaited, f.unawaited = f.unawaited, f.x.lastRequestID
+	// during this one.
+	f.awaited, f.unawaited = f.unawaited, requestID
+	f.kick()
 	return true
 }
 
@@ -126,44 +147,45 @@ func (f *flusher) stop() {
 func (f *flusher) loop(ctx context.Context) {
 	defer close(f.done)
 	var tick <-chan time.Time
-	if f.timed() {
-		t := time.NewTicker(f.interval)
+	if f.cfg.timed {
+		t := time.NewTicker(f.cfg.interval)
 		defer t.Stop()
 		tick = t.C
 	}
-	// After a push that could not deliver, a backlog waits this long before
-	// it is tried again: while Loki is away every Put would otherwise start
-	// another doomed push. Kicks and ticks still push at once.
-	const backlogRetry = time.Second
-	var backlogPausedUntil time.Time
+	attempt := time.NewTimer(time.Hour)
+	attempt.Stop()
+	defer attempt.Stop()
 	for {
-		kicked, backlogged := false, false
+		// While Loki is away, the next attempt is due when the dispatcher
+		// says (its backoff, or Loki's Retry-After).
+		var attemptC <-chan time.Time
+		if at, ok := f.dispatcher.NextAttempt(); ok {
+			attempt.Reset(time.Until(at))
+			attemptC = attempt.C
+		}
+		kind := telemetryApi.FlushWindow
 		select {
 		case <-ctx.Done():
 			return
+		case <-f.dispatcher.OutageBegan():
+			continue // time the first attempt
+		case <-attemptC:
+			kind = telemetryApi.FlushRetry
 		case <-tick:
 		case <-f.kickc:
-			kicked = true
-		case <-f.backlog:
-			if time.Now().Before(backlogPausedUntil) {
-				continue
-			}
-			backlogged = true
-		}
-		if kicked && f.x.telemetry {
-			if id := f.takeAwaited(); id != "" {
+			if id := f.takeAwaited(); id != "" && f.cfg.awaitRuntimeDone && !f.dispatcher.Outage() {
 				f.awaitRuntimeDone(ctx, id)
 			}
+		case <-f.backlog:
+			// A backlog goes out whatever DISPATCH_MIN_BATCH_SIZE says:
+			// waiting for the batch would let the queue's bound drop lines.
+			kind = telemetryApi.FlushBacklog
 		}
-		flushCtx, cancel := context.WithTimeout(ctx, f.x.cfg.FlushTimeout)
-		// A backlog goes out whatever DISPATCH_MIN_BATCH_SIZE says: waiting
-		// for the batch would let the queue's bound drop the oldest lines.
-		rep := f.x.dispatcher.Flush(flushCtx, backlogged)
+		attempt.Stop()
+		flushCtx, cancel := context.WithTimeout(ctx, f.cfg.budget)
+		rep := f.dispatcher.Flush(flushCtx, kind)
 		cancel()
-		f.x.report("background", rep)
-		if rep.Requeued > 0 {
-			backlogPausedUntil = time.Now().Add(backlogRetry)
-		}
+		f.report("background", rep)
 	}
 }
 
@@ -173,9 +195,9 @@ func (f *flusher) loop(ctx context.Context) {
 // meanwhile, or the event was lost) the push goes ahead with what is queued;
 // the rest follows in a later window.
 func (f *flusher) awaitRuntimeDone(ctx context.Context, requestID string) {
-	ctx, cancel := context.WithTimeout(ctx, f.x.cfg.FlushTimeout)
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.budget)
 	defer cancel()
-	if _, err := f.x.listener.WaitRuntimeDone(ctx, requestID); err != nil {
-		f.x.log.WithError(err).Debug("pushing in the background without the previous invocation's runtimeDone")
+	if _, err := f.runtimeDone.WaitRuntimeDone(ctx, requestID); err != nil {
+		f.log.WithError(err).Debug("pushing in the background without the previous invocation's runtimeDone")
 	}
 }

@@ -5,24 +5,23 @@
 // subscribe, then for every INVOKE wait for the runtime to finish, push the
 // invocation's lines to Loki and only then call /next, so that nothing waits
 // in a frozen sandbox. At SHUTDOWN it drains everything and exits in time.
+// The rules it follows are in docs/lambda-runtime-contract.md.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
 	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
+	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
@@ -43,14 +42,17 @@ const (
 	// SHUTDOWN waits for batches Lambda may still be sending.
 	lateTelemetry = 50 * time.Millisecond
 	// lostRuntimeDoneQuiet is how long, past the buffering timeout, an
-	// INVOKE keeps waiting for a runtimeDone after Lambda reported dropped
-	// records and then went quiet: long enough for a batch in flight, short
-	// against an invocation's billed deadline.
+	// INVOKE keeps waiting for a runtimeDone after Lambda reported records
+	// dropped during it and then went quiet: long enough for a batch in
+	// flight, short against an invocation's billed deadline.
 	lostRuntimeDoneQuiet = 250 * time.Millisecond
 	// maxNextFailures is how many failed /next calls in a row make the
 	// extension report exit/error and stop: the Extensions API answers 500
-	// only when the sandbox is beyond saving (contract §1.4).
+	// only when the sandbox is beyond saving
+	// (docs/lambda-runtime-contract.md#errors-of-the-extensions-api).
 	maxNextFailures = 3
+	// nextRetryPause is the pause between failed /next calls.
+	nextRetryPause = 100 * time.Millisecond
 )
 
 func main() {
@@ -80,7 +82,8 @@ func run() int {
 
 	events := []extensionApi.EventType{extensionApi.Invoke, extensionApi.Shutdown}
 	if cfg.ManagedInstances {
-		// Managed Instances refuse INVOKE registrations (contract §4).
+		// Managed Instances refuse INVOKE registrations
+		// (docs/lambda-runtime-contract.md#lambda-managed-instances).
 		events = []extensionApi.EventType{extensionApi.Shutdown}
 	}
 	name := filepath.Base(os.Args[0])
@@ -109,7 +112,7 @@ var errInvalidConfig = errors.New("invalid configuration")
 
 // degrade reports an init failure once and then keeps the function working:
 // it follows the lifecycle without shipping, or with STRICT_CONFIG reports
-// /extension/init/error so that the deployment fails visibly (contract §1.3).
+// /extension/init/error so that the deployment fails visibly.
 func degrade(ctx context.Context, strict bool, ext *extensionApi.Client, log *logrus.Logger, errorType string, err error) int {
 	log.Error(err.Error())
 	if strict {
@@ -122,114 +125,62 @@ func degrade(ctx context.Context, strict bool, ext *extensionApi.Client, log *lo
 	return idle(ctx, ext, log)
 }
 
-// extension is the running extension: the lifecycle's state and the parts
-// it drives.
-type extension struct {
-	cfg        config.Config
-	log        *logrus.Logger
-	ext        *extensionApi.Client
-	listener   *telemetryApi.Listener
-	queue      *telemetryApi.Queue
-	dispatcher *telemetryApi.Dispatcher
-	loki       *loki.Client
-	// telemetry is false when the Telemetry API is a local stub that never
-	// delivers anything (it answered 202): then nothing is awaited.
-	telemetry bool
-	flusher   *flusher
-	totals    totals
-
-	lastRequestID string
+// idle follows the lifecycle without shipping anything, so that a
+// misconfigured extension never stops the function from running.
+func idle(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger) int {
+	for {
+		ev, err := nextEvent(ctx, ext, log)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return 0
+		case err != nil:
+			// Exiting unannounced would be an Extension.Crash
+			// (docs/lambda-runtime-contract.md#crashes-and-resets).
+			_ = ext.ExitError(ctx, "Extension.NextFailed", err)
+			return 1
+		case ev.IsShutdown():
+			return 0
+		}
+	}
 }
 
-// setup builds the Loki client, starts the listener and subscribes to the
-// Telemetry API; all of it before the first /next, as the contract requires.
-func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log *logrus.Logger) (*extension, error) {
-	client, err := loki.New(cfg.Loki)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errInvalidConfig, err)
+// nextEvent asks the Extensions API for the next event. A failed call is
+// tried again after a pause; after maxNextFailures failures in a row it
+// gives up with the last error. Each call starts counting anew, so only
+// failures in a row count.
+func nextEvent(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger) (extensionApi.Event, error) {
+	for failures := 1; ; failures++ {
+		ev, err := ext.Next(ctx)
+		if err == nil || ctx.Err() != nil {
+			return ev, err
+		}
+		log.WithError(err).Error("asking the Extensions API for the next event failed")
+		if failures >= maxNextFailures {
+			return ev, err
+		}
+		wait.Sleep(ctx, nextRetryPause)
 	}
-	q := telemetryApi.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes)
-	host := "sandbox"
-	if cfg.SAMLocal {
-		host = ""
-	}
-	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{
-		Addr:          net.JoinHostPort(host, strconv.Itoa(cfg.ListenerPort)),
-		ShipPlatform:  cfg.ShipPlatformLogs,
-		ShipExtension: cfg.ShipExtensionLogs,
-		// Lambda cuts a batch at timeoutMs at the latest; a quiet well past
-		// that after dropped records means the runtimeDone is not coming.
-		LostAfter: time.Duration(cfg.Buffering.TimeoutMs)*time.Millisecond + lostRuntimeDoneQuiet,
-		OnRestore: func() {
-			// The snapshot may be restored on another host, long after it
-			// was taken: a connection kept alive from before it is dead, and
-			// a push on it would hang until it times out.
-			client.CloseIdleConnections()
-			log.Debug("restored from a SnapStart snapshot: dropped the connections to Loki made before it")
-		},
-		Log: log,
-	}, q)
-	if err := l.Start(); err != nil {
-		return nil, fmt.Errorf("%w (another extension may listen there: set TELEMETRY_LISTENER_PORT to a free port)", err)
-	}
-	x := &extension{
-		cfg: cfg, log: log, ext: ext, listener: l, queue: q, loki: client, telemetry: true,
-		dispatcher: telemetryApi.NewDispatcher(q, client, cfg.DispatchMinBatchSize),
-	}
-	x.flusher = newFlusher(x)
-
-	types := []string{"platform", "function"}
-	if cfg.ShipExtensionLogs {
-		types = append(types, "extension")
-	}
-	schema := telemetryApi.SchemaVersion
-	if cfg.ManagedInstances {
-		schema = telemetryApi.SchemaVersionManagedIn
-	}
-	err = telemetryApi.Subscribe(ctx, cfg.RuntimeAPI, ext.ExtensionID(), telemetryApi.Subscription{
-		SchemaVersion: schema,
-		Types:         types,
-		Buffering: telemetryApi.Buffering{
-			MaxItems: cfg.Buffering.MaxItems, MaxBytes: cfg.Buffering.MaxBytes, TimeoutMs: cfg.Buffering.TimeoutMs,
-		},
-		Destination: telemetryApi.Destination{Protocol: "HTTP", URI: "http://sandbox.localdomain:" + strconv.Itoa(cfg.ListenerPort) + "/"},
-	})
-	switch {
-	case errors.Is(err, telemetryApi.ErrNotSupported):
-		log.Warnf("%v: this looks like a local emulator (SAM, the runtime interface emulator); no telemetry will arrive, so the extension only follows the lifecycle", err)
-		x.telemetry = false
-	case err != nil:
-		_ = l.Shutdown(ctx)
-		return nil, fmt.Errorf("subscribing to the Telemetry API: %w", err)
-	}
-	return x, nil
 }
 
 // run is the lifecycle loop: one event at a time, until SHUTDOWN.
 func (x *extension) run(ctx context.Context) int {
 	x.flusher.start(ctx)
-	for failures := 0; ; {
-		ev, err := x.ext.Next(ctx)
+	for {
+		ev, err := nextEvent(ctx, x.ext, x.log)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			x.onShutdown(extensionApi.Event{EventType: extensionApi.Shutdown, ShutdownReason: "signal"})
 			return 0
 		case err != nil:
-			failures++
-			x.log.WithError(err).Error("asking the Extensions API for the next event failed")
-			if failures >= maxNextFailures {
-				// The sandbox is beyond saving: push what can be pushed, count
-				// the rest, then say why the extension stops.
-				x.onShutdown(extensionApi.Event{EventType: extensionApi.Shutdown, ShutdownReason: "next failed"})
-				_ = x.ext.ExitError(ctx, "Extension.NextFailed", err)
-				return 1
-			}
-			time.Sleep(100 * time.Millisecond)
+			// The sandbox is beyond saving: push what can be pushed, count
+			// the rest, then say why the extension stops.
+			x.onShutdown(extensionApi.Event{EventType: extensionApi.Shutdown, ShutdownReason: "next failed"})
+			_ = x.ext.ExitError(ctx, "Extension.NextFailed", err)
+			return 1
 		case ev.IsShutdown():
 			x.onShutdown(ev)
 			return 0
 		case ev.IsInvoke():
-			failures = 0
 			x.onInvoke(ctx, ev)
 		default:
 			x.log.Warnf("ignoring an unknown event type %q", ev.EventType)
@@ -239,7 +190,8 @@ func (x *extension) run(ctx context.Context) int {
 
 // onInvoke runs between an INVOKE and the next /next: wait until the runtime
 // is done (all of the invocation's lines are then queued), push, return.
-// Everything here is bounded by the invocation's deadline.
+// Everything here is bounded by the invocation's deadline. While Loki is
+// away the push is skipped: the background retries deliver.
 func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 	x.lastRequestID = ev.RequestID
 	deadline := ev.Deadline().Add(-invokeMargin)
@@ -249,13 +201,9 @@ func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 	}
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	if x.flusher.inBackground() {
+	if x.flusher.invoked(ev.RequestID) {
 		// Pushing happens in the background while the function runs; calling
-		// /next right away adds no billed time. Adaptive mode pushes the
-		// previous invocation now; the timed modes keep to their timer.
-		if !x.flusher.timed() {
-			x.flusher.kick()
-		}
+		// /next right away adds no billed time.
 		return
 	}
 	if x.telemetry {
@@ -266,20 +214,22 @@ func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 		case err != nil:
 			x.log.WithError(err).Warn("the runtime did not finish before the invocation's deadline; pushing what is queued")
 		case rd.Status == "failure" || rd.Status == "timeout":
-			// Lambda resets the sandbox now (contract §1.5): SHUTDOWN follows
-			// and its deadline is already running. Going to /next at once
-			// leaves that whole budget to the drain, which pushes these lines.
+			// Lambda resets the sandbox now
+			// (docs/lambda-runtime-contract.md#crashes-and-resets): SHUTDOWN
+			// follows and its deadline is already running. Going to /next at
+			// once leaves that whole budget to the drain, which pushes these
+			// lines.
 			return
 		}
 	}
 	flushCtx, cancelFlush := context.WithTimeout(ctx, x.cfg.FlushTimeout)
 	defer cancelFlush()
-	x.report("invoke", x.dispatcher.Flush(flushCtx, false))
+	x.report("invoke", x.dispatcher.Flush(flushCtx, telemetryApi.FlushWindow))
 }
 
 // onShutdown drains: keep the listener open while Lambda delivers the last
-// batches, push everything whatever the batch size, stop the listener, and
-// return well before the deadline.
+// batches, push everything whatever the batch size or an outage, stop the
+// listener, and return well before the deadline.
 func (x *extension) onShutdown(ev extensionApi.Event) {
 	start := time.Now()
 	deadline := ev.Deadline().Add(-shutdownMargin)
@@ -303,11 +253,11 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 		if x.lastRequestID != "" {
 			line += " RequestId: " + x.lastRequestID
 		}
-		x.queue.Put([]loki.Entry{{Time: start, Line: line, Stream: loki.StreamFunction}})
+		x.queue.Put([]loki.Entry{{Time: start, Line: line, Stream: loki.StreamFunction, RequestID: x.lastRequestID}})
 	}
 	quiet := time.Duration(x.cfg.Buffering.TimeoutMs)*time.Millisecond + lateTelemetry
 	for x.telemetry {
-		x.report("shutdown", x.dispatcher.Flush(ctx, true))
+		x.drain(ctx)
 		last := x.listener.LastReceived()
 		if last.Before(start) {
 			last = start
@@ -315,96 +265,24 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 		if ctx.Err() != nil || (x.queue.Len() == 0 && time.Since(last) >= quiet) {
 			break
 		}
-		sleep(ctx, 5*time.Millisecond)
+		wait.Sleep(ctx, 5*time.Millisecond)
 	}
 	if err := x.listener.Shutdown(ctx); err != nil {
 		x.log.WithError(err).Warn("stopping the telemetry listener")
 	}
-	x.report("shutdown", x.dispatcher.Flush(ctx, true))
-
-	fields := x.totals.fields()
-	fields["reason"] = reason
-	fields["took"] = time.Since(start).Round(time.Millisecond).String()
-	fields["lambdaDropped"] = x.listener.Stats().LambdaDropped
-	if left := x.queue.Len(); left > 0 {
-		fields["lost"] = left
-		x.log.WithFields(fields).Errorf("shutting down with %d lines undelivered: Loki could not take them before the shutdown deadline", left)
-		return
-	}
-	x.log.WithFields(fields).Info("shut down")
+	x.drain(ctx)
+	x.summarize(reason, start, x.queue.Close())
 }
 
-// idle follows the lifecycle without shipping anything, so that a
-// misconfigured extension never stops the function from running.
-func idle(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger) int {
-	for failures := 0; ; {
-		ev, err := ext.Next(ctx)
-		switch {
-		case err != nil && ctx.Err() != nil:
-			return 0
-		case err != nil:
-			failures++
-			log.WithError(err).Error("asking the Extensions API for the next event failed")
-			if failures >= maxNextFailures {
-				// Exiting unannounced would be an Extension.Crash (contract §1.5).
-				_ = ext.ExitError(ctx, "Extension.NextFailed", err)
-				return 1
-			}
-			time.Sleep(100 * time.Millisecond)
-		case ev.IsShutdown():
-			return 0
+// drain pushes everything queued, honouring a pause Loki asked for when it
+// leaves time for an attempt before the deadline.
+func (x *extension) drain(ctx context.Context) {
+	if at, ok := x.dispatcher.NextAttempt(); ok {
+		if deadline, _ := ctx.Deadline(); at.Before(deadline.Add(-x.cfg.Loki.RequestTimeout)) {
+			wait.Sleep(ctx, time.Until(at))
 		}
 	}
-}
-
-// totals add up the flushes over the extension's life; the background
-// flusher and the lifecycle both report.
-type totals struct {
-	mu                                      sync.Mutex
-	delivered, rejected, dropped, truncated int
-}
-
-func (t *totals) add(rep telemetryApi.FlushReport) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.delivered += rep.Delivered
-	t.rejected += rep.Rejected
-	t.dropped += rep.Dropped
-	t.truncated += rep.Truncated
-}
-
-func (t *totals) fields() logrus.Fields {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return logrus.Fields{"delivered": t.delivered, "rejected": t.rejected, "dropped": t.dropped, "truncated": t.truncated}
-}
-
-// report logs one flush: quietly when all went well, once per window with
-// the reason when lines were rejected, requeued or dropped.
-func (x *extension) report(window string, rep telemetryApi.FlushReport) {
-	x.totals.add(rep)
-	log := x.log.WithFields(logrus.Fields{
-		"window": window, "delivered": rep.Delivered, "queued": rep.Remaining,
-		"requests": rep.Requests, "retries": rep.Retries, "took": rep.Took.Round(time.Microsecond).String(),
-	})
-	if rep.Dropped > 0 {
-		log.Warnf("dropped the %d oldest lines (%d bytes): the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them",
-			rep.Dropped, rep.DroppedBytes, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes)
-	}
-	if rep.Rejected > 0 {
-		log.WithError(rep.RejectErr).Errorf("Loki rejected %d lines; they are not retried", rep.Rejected)
-	}
-	if rep.Requeued > 0 {
-		log.WithError(rep.Err).Warnf("%d lines could not be delivered in this window; they stay queued for the next one", rep.Requeued)
-	}
-	if rep.Truncated > 0 {
-		log.Infof("truncated %d lines longer than LOKI_MAX_LINE_BYTES=%d", rep.Truncated, x.cfg.Loki.MaxLineBytes)
-	}
-	// Not at SHUTDOWN, where a line per flush would, with SHIP_EXTENSION_LOGS,
-	// come back as a line to push and keep the drain from ever going quiet.
-	if rep.Requests > 0 && window != "shutdown" {
-		log.Debug("flushed")
-	}
+	x.report("shutdown", x.dispatcher.Flush(ctx, telemetryApi.FlushDrain))
 }
 
 func newLog(level logrus.Level) *logrus.Logger {
@@ -413,14 +291,4 @@ func newLog(level logrus.Level) *logrus.Logger {
 	log.SetLevel(level)
 	log.SetFormatter(&logrus.TextFormatter{DisableColors: true, FullTimestamp: true, TimestampFormat: time.RFC3339Nano})
 	return log
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -93,9 +95,17 @@ type Config struct {
 	// Buffering is the Telemetry API subscription's buffering.
 	Buffering Buffering
 	// QueueMaxEntries and QueueMaxBytes bound the lines held in memory;
-	// past them the oldest lines are dropped and counted.
+	// past them the oldest lines go to the spill file, or are dropped and
+	// counted when it is off or full.
 	QueueMaxEntries int
 	QueueMaxBytes   int
+	// SpillDir is the spill file's directory; SpillMaxBytes bounds it (0:
+	// no spill).
+	SpillDir      string
+	SpillMaxBytes int64
+	// OutageRetryMax is the longest wait between background attempts while
+	// Loki is away.
+	OutageRetryMax time.Duration
 
 	// ShipPlatformLogs adds START/END/REPORT lines on a type="platform" stream.
 	ShipPlatformLogs bool
@@ -119,11 +129,10 @@ const (
 	DefaultListenerPort         = 4323
 	DefaultMinBatchSize         = 1
 	DefaultFlushTimeout         = 2000 * time.Millisecond
-	DefaultLokiTimeout          = 1500 * time.Millisecond
-	DefaultMaxLineBytes         = 256*1024 - 1024
-	DefaultMaxRequestBytes      = 1024 * 1024
 	DefaultQueueMaxEntries      = 100_000
 	DefaultQueueMaxBytes        = 16 * 1024 * 1024
+	DefaultSpillMaxBytes        = 128 * 1024 * 1024
+	DefaultOutageRetryMax       = 30 * time.Second
 	DefaultTelemetryMaxItems    = 1000
 	DefaultTelemetryMaxBytes    = 262_144
 	DefaultTelemetryTimeoutMs   = 25
@@ -170,6 +179,16 @@ func Load(lookup LookupFunc) (Config, error) {
 	cfg.FlushTimeout = r.millis("FLUSH_TIMEOUT_MS", DefaultFlushTimeout, 10, 60_000)
 	cfg.QueueMaxEntries = r.intIn("QUEUE_MAX_ENTRIES", DefaultQueueMaxEntries, 100, 10_000_000)
 	cfg.QueueMaxBytes = r.intIn("QUEUE_MAX_BYTES", DefaultQueueMaxBytes, 1024*1024, 1024*1024*1024)
+	cfg.SpillMaxBytes = int64(r.intIn("QUEUE_SPILL_MAX_BYTES", DefaultSpillMaxBytes, 0, 64*1024*1024*1024))
+	if cfg.SpillMaxBytes > 0 && cfg.SpillMaxBytes < 4*1024*1024 {
+		r.fail("QUEUE_SPILL_MAX_BYTES", "must be 0 (no spill file) or at least 4194304 (4 MiB), got %d", cfg.SpillMaxBytes)
+		cfg.SpillMaxBytes = DefaultSpillMaxBytes
+	}
+	cfg.SpillDir = r.str("QUEUE_SPILL_DIR", filepath.Join(os.TempDir(), "grafana-loki-extension-spill"))
+	if !filepath.IsAbs(cfg.SpillDir) {
+		r.fail("QUEUE_SPILL_DIR", "want an absolute path, got %q", cfg.SpillDir)
+	}
+	cfg.OutageRetryMax = r.millis("OUTAGE_RETRY_MAX_MS", DefaultOutageRetryMax, 1000, 600_000)
 	if cfg.DispatchMinBatchSize > cfg.QueueMaxEntries/2 {
 		// The queue would drop its oldest lines before the batch is ever full.
 		r.fail("DISPATCH_MIN_BATCH_SIZE", "must be at most half of QUEUE_MAX_ENTRIES (%d), got %d", cfg.QueueMaxEntries/2, cfg.DispatchMinBatchSize)
@@ -190,17 +209,40 @@ func Load(lookup LookupFunc) (Config, error) {
 		BearerToken:     r.str("LOKI_BEARER_TOKEN", ""),
 		TenantID:        r.str("LOKI_TENANT_ID", ""),
 		CAFile:          r.str("LOKI_CA_FILE", ""),
-		RequestTimeout:  r.millis("LOKI_TIMEOUT_MS", DefaultLokiTimeout, 10, 60_000),
-		MaxLineBytes:    r.intIn("LOKI_MAX_LINE_BYTES", DefaultMaxLineBytes, 1024, 16*1024*1024),
-		MaxRequestBytes: r.intIn("LOKI_MAX_REQUEST_BYTES", DefaultMaxRequestBytes, 64*1024, 64*1024*1024),
+		RequestTimeout:  r.millis("LOKI_TIMEOUT_MS", loki.DefaultRequestTimeout, 10, 60_000),
+		MaxLineBytes:    r.intIn("LOKI_MAX_LINE_BYTES", loki.DefaultMaxLineBytes, 1024, 16*1024*1024),
+		MaxRequestBytes: r.intIn("LOKI_MAX_REQUEST_BYTES", loki.DefaultMaxRequestBytes, 64*1024, 64*1024*1024),
 	}
-	if cfg.Loki.Password != "" && cfg.Loki.Username == "" {
-		r.fail("LOKI_USERNAME", "must be set when LOKI_PASSWORD is set")
+	r.lokiAuth(&cfg.Loki)
+	if need := loki.MinRequestBytes(cfg.Loki.MaxLineBytes, cfg.Loki.Labels); cfg.Loki.MaxRequestBytes < need {
+		r.fail("LOKI_MAX_REQUEST_BYTES", "must be at least %d to hold one line of LOKI_MAX_LINE_BYTES=%d with its labels and metadata (one request never exceeds LOKI_MAX_REQUEST_BYTES); raise it or lower LOKI_MAX_LINE_BYTES", need, cfg.Loki.MaxLineBytes)
 	}
-	if cfg.Loki.BearerToken != "" && (cfg.Loki.Username != "" || cfg.Loki.Password != "") {
-		r.fail("LOKI_BEARER_TOKEN", "cannot be combined with LOKI_USERNAME/LOKI_PASSWORD; choose one kind of auth")
+	if cfg.Loki.CAFile != "" {
+		if _, err := loki.LoadCAs(cfg.Loki.CAFile); err != nil {
+			r.fail("LOKI_CA_FILE", "%v", err)
+		}
 	}
 	return cfg, r.err()
+}
+
+// lokiAuth checks the credentials: one kind of auth, each value one that an
+// HTTP header can carry. No message repeats a value.
+func (r *reader) lokiAuth(c *loki.Config) {
+	if c.Password != "" && c.Username == "" {
+		r.fail("LOKI_USERNAME", "must be set when LOKI_PASSWORD is set")
+	}
+	if c.BearerToken != "" && (c.Username != "" || c.Password != "") {
+		r.fail("LOKI_BEARER_TOKEN", "cannot be combined with LOKI_USERNAME/LOKI_PASSWORD; choose one kind of auth")
+	}
+	if u, err := url.Parse(c.URL); err == nil && u.User != nil && (c.Username != "" || c.BearerToken != "") {
+		// The URL's password would be silently dropped for the other one.
+		r.fail("LOKI_URL", "holds a user name or password, and LOKI_USERNAME or LOKI_BEARER_TOKEN is set too; give the credentials in one place")
+	}
+	for name, v := range map[string]string{"LOKI_TENANT_ID": c.TenantID, "LOKI_BEARER_TOKEN": c.BearerToken} {
+		if err := loki.ValidateHeaderValue(v); err != nil {
+			r.fail(name, "%v", err)
+		}
+	}
 }
 
 // reader collects one error per bad variable so that Load reports them all at once.
@@ -302,20 +344,12 @@ func (r *reader) flushStrategy(name string) FlushStrategy {
 }
 
 // lokiURL returns the push URL from LOKI_URL, or from LOKI_IP as the article
-// configured it (http://$LOKI_IP:3100/api/prom/push).
+// configured it (http://$LOKI_IP:3100/api/prom/push). No message repeats the
+// value: it may hold a password or a token.
 func (r *reader) lokiURL() string {
 	if raw := r.str("LOKI_URL", ""); raw != "" {
-		u, err := url.Parse(raw)
-		switch {
-		case err != nil:
-			// url's error repeats the input, which may hold a password.
-			r.fail("LOKI_URL", "not a valid URL")
-			return ""
-		case u.Scheme != "http" && u.Scheme != "https":
-			r.fail("LOKI_URL", "scheme must be http or https, got %q", u.Scheme)
-			return ""
-		case u.Host == "":
-			r.fail("LOKI_URL", "has no host")
+		if _, err := loki.ParsePushURL(raw); err != nil {
+			r.fail("LOKI_URL", "%v", err)
 			return ""
 		}
 		return raw
@@ -325,16 +359,20 @@ func (r *reader) lokiURL() string {
 		r.fail("LOKI_URL", "neither LOKI_URL nor LOKI_IP is set, so there is nowhere to ship logs; set LOKI_URL to Loki's push URL (for example https://loki.example.com/loki/api/v1/push) or LOKI_IP to its address")
 		return ""
 	}
+	if strings.ContainsAny(ip, "/@?# ") {
+		r.fail("LOKI_IP", "want a host name or IP address (optionally :port), but it holds a '/', '@', '?', '#' or space; use LOKI_URL for a full URL")
+		return ""
+	}
 	host := ip
 	if _, _, err := net.SplitHostPort(ip); err != nil {
 		host = net.JoinHostPort(strings.Trim(ip, "[]"), strconv.Itoa(DefaultLokiPort))
 	}
-	if strings.ContainsAny(ip, "/@ ") {
-		// The value is not repeated: user:password@host would end up in the log.
-		r.fail("LOKI_IP", "want a host name or IP address (optionally :port), but it holds a '/', '@' or space; use LOKI_URL for a full URL")
+	push := "http://" + host + DefaultLokiPushPath
+	if _, err := loki.ParsePushURL(push); err != nil {
+		r.fail("LOKI_IP", "want a host name or IP address (optionally :port): the address %v", err)
 		return ""
 	}
-	return "http://" + host + DefaultLokiPushPath
+	return push
 }
 
 // labels parses LOKI_LABELS=key=value,key=value into dst, validating names
@@ -357,7 +395,9 @@ func (r *reader) labels(name string, dst map[string]string) {
 		case !ok || value == "":
 			bad = append(bad, fmt.Sprintf("%q is not key=value", pair))
 		case loki.ValidateLabelName(key) != nil:
-			bad = append(bad, fmt.Sprintf("label name %q is invalid: Loki label names match [a-zA-Z_][a-zA-Z0-9_]* and do not start with __", key))
+			bad = append(bad, fmt.Sprintf("label name %q is invalid: Loki label names match [a-zA-Z_][a-zA-Z0-9_]*, do not start with __ and have at most %d characters", key, loki.MaxLabelNameLength))
+		case loki.ValidateLabel(key, value) != nil:
+			bad = append(bad, fmt.Sprintf("label %q: %v", key, loki.ValidateLabel(key, value)))
 		case key == "source" || key == "function" || key == "type" || key == "level":
 			bad = append(bad, fmt.Sprintf("label %q is set by the extension and cannot be overridden", key))
 		case seen[key]:

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/sirupsen/logrus"
 )
 
@@ -38,7 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"not strict", !cfg.Strict},
 		{"platform and extension lines off", !cfg.ShipPlatformLogs && !cfg.ShipExtensionLogs},
 		{"queue bounds", cfg.QueueMaxEntries == DefaultQueueMaxEntries && cfg.QueueMaxBytes == DefaultQueueMaxBytes},
-		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == DefaultLokiTimeout && cfg.SecretsTimeout == DefaultSecretsTimeout},
+		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == loki.DefaultRequestTimeout && cfg.SecretsTimeout == DefaultSecretsTimeout},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -107,6 +108,18 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"password without user", []string{"LOKI_IP", "x", "LOKI_PASSWORD", "p"}, "LOKI_USERNAME", "LOKI_PASSWORD"},
 		{"secrets timeout beyond the init's 10 s", []string{"LOKI_IP", "x", "SECRETS_TIMEOUT_MS", "10000"}, "SECRETS_TIMEOUT_MS", "between 100 and 9000"},
 		{"token and basic auth", []string{"LOKI_IP", "x", "LOKI_USERNAME", "u", "LOKI_BEARER_TOKEN", "t"}, "LOKI_BEARER_TOKEN", "choose one"},
+		{"IP with a query", []string{"LOKI_IP", "host?x"}, "LOKI_IP", "'?'"},
+		{"IP with a fragment", []string{"LOKI_IP", "host#x"}, "LOKI_IP", "'#'"},
+		{"IP with a port that is no number", []string{"LOKI_IP", "host:abc"}, "LOKI_IP", "port"},
+		{"label name over Loki's limit", []string{"LOKI_IP", "x", "LOKI_LABELS", strings.Repeat("n", 1025) + "=v"}, "LOKI_LABELS", "at most 1024"},
+		{"label value over Loki's limit", []string{"LOKI_IP", "x", "LOKI_LABELS", "env=" + strings.Repeat("v", 2049)}, "LOKI_LABELS", "limit of 2048"},
+		{"user info in the URL and LOKI_USERNAME", []string{"LOKI_URL", "https://u:p@loki.example.com/push", "LOKI_USERNAME", "other"}, "LOKI_URL", "one place"},
+		{"user info in the URL and a bearer token", []string{"LOKI_URL", "https://u:p@loki.example.com/push", "LOKI_BEARER_TOKEN", "t"}, "LOKI_URL", "one place"},
+		{"tenant with a newline", []string{"LOKI_IP", "x", "LOKI_TENANT_ID", "team\na"}, "LOKI_TENANT_ID", "control character"},
+		{"token with a newline", []string{"LOKI_IP", "x", "LOKI_BEARER_TOKEN", "tok\nen"}, "LOKI_BEARER_TOKEN", "control character"},
+		{"request bound below one line", []string{"LOKI_IP", "x", "LOKI_MAX_REQUEST_BYTES", "65536"}, "LOKI_MAX_REQUEST_BYTES", "LOKI_MAX_LINE_BYTES=261120"},
+		{"a password with an unescaped slash", []string{"LOKI_URL", "https://123456:12/SECRET@logs.example.com/loki/api/v1/push"}, "LOKI_URL", "percent-encode"},
+		{"CA file that is not there", []string{"LOKI_IP", "x", "LOKI_CA_FILE", "/nonexistent/ca.pem"}, "LOKI_CA_FILE", "reading"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,7 +141,13 @@ func TestLoadErrorNeverShowsThePassword(t *testing.T) {
 	for _, kv := range [][]string{
 		{"LOKI_URL", "http://user:s3cr3t@%zz/push"},
 		{"LOKI_IP", "admin:s3cr3t@loki.example.com"},
+		{"LOKI_URL", "https://123456:12/s3cr3t@logs.example.com/loki/api/v1/push"},
+		{"LOKI_TENANT_ID", "s3cr3t\nx"},
+		{"LOKI_BEARER_TOKEN", "s3cr3t\rx"},
 	} {
+		if kv[0] != "LOKI_URL" && kv[0] != "LOKI_IP" {
+			kv = append(kv, "LOKI_IP", "x")
+		}
 		_, err := Load(env(kv...))
 		if err == nil || strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), kv[0]) {
 			t.Errorf("%s: error %v", kv[0], err)

@@ -14,10 +14,14 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
 )
 
 // Config configures a Client. Zero values take the documented defaults.
@@ -38,7 +42,7 @@ type Config struct {
 	TenantID string
 	// CAFile is a PEM bundle of CAs to trust besides the system's.
 	CAFile string
-	// RequestTimeout bounds one HTTP request (default 2 s).
+	// RequestTimeout bounds one HTTP request (DefaultRequestTimeout).
 	RequestTimeout time.Duration
 	// MaxLineBytes is the longest line pushed; longer ones are truncated
 	// with a marker (default just under Loki's 256 KiB).
@@ -60,9 +64,12 @@ type Credentials struct {
 	URL, Username, Password, BearerToken string
 }
 
-// Defaults for Config's zero values.
+// Defaults for Config's zero values: a request timeout short against a
+// function's deadline, lines just under Loki's default max_line_size of
+// 256 KiB, and requests of the size Loki handles best (a push over about
+// 4 MiB exceeds its internal message limit).
 const (
-	DefaultRequestTimeout  = 2 * time.Second
+	DefaultRequestTimeout  = 1500 * time.Millisecond
 	DefaultMaxLineBytes    = 256*1024 - 1024
 	DefaultMaxRequestBytes = 1024 * 1024
 )
@@ -83,10 +90,22 @@ type Result struct {
 	Rejected int
 	// Truncated lines were shortened to MaxLineBytes before pushing.
 	Truncated int
+	// Unconfirmed entries were in pushes Loki refused in part (a 400 for
+	// some of their entries) without saying how many: it stores the valid
+	// entries of such a push, so they are neither counted as delivered nor
+	// as rejected.
+	Unconfirmed int
 	// Undelivered entries could not be delivered before the context ended;
 	// the caller keeps them for the next window. Sending them again is safe:
 	// Loki ignores exact duplicates.
 	Undelivered []Entry
+	// Unavailable is true when entries stayed undelivered because Loki
+	// failed for a reason that may pass (connection refused or reset,
+	// timeout, 5xx, 429), false when the caller's budget simply ran out.
+	Unavailable bool
+	// RetryAfter is how long Loki asked the client to wait (Retry-After of a
+	// 429 or 503) in its last answer, zero if it did not.
+	RetryAfter time.Duration
 	// Requests and Retries count HTTP requests.
 	Requests, Retries int
 	// Err is the last error, nil when everything was delivered. It never
@@ -119,7 +138,13 @@ type levelKey struct {
 	level  string
 }
 
-// New validates cfg and returns a client. Errors name the setting at fault.
+// ErrUnauthorized marks a push Loki (or a gateway in front of it) refused
+// with 401 or 403: the credentials or the tenant are wrong, or rotated.
+var ErrUnauthorized = errors.New("authentication failed")
+
+// New validates cfg and returns a client. Its errors say which setting is
+// wrong and never repeat a credential; naming the environment variable is
+// the caller's business.
 func New(cfg Config) (*Client, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
@@ -134,9 +159,12 @@ func New(cfg Config) (*Client, error) {
 	if err := c.setCredentials(Credentials{URL: cfg.URL, Username: cfg.Username, Password: cfg.Password, BearerToken: cfg.BearerToken}); err != nil {
 		return nil, err
 	}
-	for name := range cfg.Labels {
-		if err := ValidateLabelName(name); err != nil {
-			return nil, fmt.Errorf("LOKI_LABELS: %w", err)
+	if err := ValidateHeaderValue(cfg.TenantID); err != nil {
+		return nil, fmt.Errorf("tenant ID: %w", err)
+	}
+	for name, value := range cfg.Labels {
+		if err := ValidateLabel(name, value); err != nil {
+			return nil, fmt.Errorf("labels: %w", err)
 		}
 	}
 	for _, s := range []StreamType{StreamFunction, StreamPlatform, StreamExtension} {
@@ -149,7 +177,7 @@ func New(cfg Config) (*Client, error) {
 		t.MaxIdleConnsPerHost = 4
 		t.IdleConnTimeout = 60 * time.Second
 		if cfg.CAFile != "" {
-			pool, err := loadCAs(cfg.CAFile)
+			pool, err := LoadCAs(cfg.CAFile)
 			if err != nil {
 				return nil, err
 			}
@@ -163,36 +191,81 @@ func New(cfg Config) (*Client, error) {
 	return c, nil
 }
 
-func loadCAs(file string) (*x509.CertPool, error) {
+// ParsePushURL checks a push URL: http or https, with a host and a numeric
+// port if any, and nothing after the host that looks like misplaced
+// credentials. Its errors never repeat the URL, which may hold a password
+// or a token.
+func ParsePushURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		// url's error repeats the input.
+		return nil, errors.New("not a valid URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+	case u.Host == "" || u.Hostname() == "":
+		return nil, errors.New("has no host")
+	case strings.Contains(u.Host+u.Path+u.RawQuery+u.Fragment, "@"):
+		// https://user:pa/ss@host parses as host "user:pa" and path
+		// "/ss@host": the password would be sent in the path, and logged.
+		return nil, errors.New("holds an '@' after the host: percent-encode '/', '?', '#' and '@' in a user name or password (%2F, %3F, %23, %40), or give the credentials in their own settings")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return nil, errors.New("has a port that is not a number from 1 to 65535")
+		}
+	}
+	return u, nil
+}
+
+// ValidateHeaderValue checks that v can be sent as an HTTP header value:
+// a newline or another control character would make every request fail to
+// be built.
+func ValidateHeaderValue(v string) error {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return fmt.Errorf("holds a control character at byte %d (a newline, perhaps), which an HTTP header cannot carry", i)
+		}
+	}
+	return nil
+}
+
+// LoadCAs returns the system's certificate pool with the PEM certificates of
+// file added.
+func LoadCAs(file string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("LOKI_CA_FILE: %w", err)
+		return nil, fmt.Errorf("reading the CA file: %w", err)
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("LOKI_CA_FILE: %s holds no PEM certificate", file)
+		return nil, fmt.Errorf("the CA file %s holds no PEM certificate", file)
 	}
 	return pool, nil
 }
 
 // setCredentials sets the push URL and the Authorization header. Userinfo
-// in the URL is basic auth unless a username is given.
+// in the URL is basic auth unless a username or a token is given. Its
+// errors never repeat a credential.
 func (c *Client) setCredentials(cr Credentials) error {
-	u, err := url.Parse(cr.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errors.New("LOKI_URL: want an http or https URL with a host")
+	u, err := ParsePushURL(cr.URL)
+	if err != nil {
+		return fmt.Errorf("push URL: %w", err)
 	}
 	if u.User != nil {
-		if cr.Username == "" {
+		if cr.Username == "" && cr.BearerToken == "" {
 			cr.Username = u.User.Username()
 			cr.Password, _ = u.User.Password()
 		}
 		u.User = nil
 	}
-	c.url, c.redacted = u.String(), u.Redacted()
+	if err := ValidateHeaderValue(cr.BearerToken); err != nil {
+		return fmt.Errorf("bearer token: %w", err)
+	}
+	c.url, c.redacted = u.String(), redactURL(u)
 	switch {
 	case cr.BearerToken != "":
 		c.auth = "Bearer " + cr.BearerToken
@@ -221,10 +294,35 @@ func (c *Client) CloseIdleConnections() {
 	}
 }
 
+// Loki's default limits on a label (max_label_name_length and
+// max_label_value_length): a longer one makes Loki refuse every push.
+const (
+	MaxLabelNameLength  = 1024
+	MaxLabelValueLength = 2048
+)
+
+// ValidateLabel checks a label's name and value against Loki's rules and
+// default limits.
+func ValidateLabel(name, value string) error {
+	if err := ValidateLabelName(name); err != nil {
+		return err
+	}
+	if len(value) > MaxLabelValueLength {
+		return fmt.Errorf("label %q: value of %d bytes is longer than Loki's limit of %d", name, len(value), MaxLabelValueLength)
+	}
+	if !utf8.ValidString(value) {
+		return fmt.Errorf("label %q: value is not valid UTF-8", name)
+	}
+	return nil
+}
+
 // ValidateLabelName checks a label name against Loki's rules.
 func ValidateLabelName(name string) error {
 	if name == "" {
 		return errors.New("label name is empty")
+	}
+	if len(name) > MaxLabelNameLength {
+		return fmt.Errorf("label name of %d bytes is longer than Loki's limit of %d", len(name), MaxLabelNameLength)
 	}
 	if strings.HasPrefix(name, "__") {
 		return fmt.Errorf("label name %q: names starting with __ are reserved", name)
@@ -250,10 +348,22 @@ func (c *Client) Push(ctx context.Context, entries []Entry) Result {
 		}
 		entries[i].Line = line
 	}
+	var streams []string // of the request being cut
 	for start := 0; start < len(entries); {
 		end, size := start, 0
-		for end < len(entries) && (end == start || size+entries[end].Size() <= c.cfg.MaxRequestBytes) {
-			size += entries[end].Size()
+		streams = streams[:0]
+		for end < len(entries) {
+			n := entries[end].Size()
+			if labels := c.labelsFor(&entries[end]); !slices.Contains(streams, labels) {
+				n += streamHeaderBytes(labels)
+				if end == start || size+n <= c.cfg.MaxRequestBytes {
+					streams = append(streams, labels)
+				}
+			}
+			if end > start && size+n > c.cfg.MaxRequestBytes {
+				break
+			}
+			size += n
 			end++
 		}
 		if !c.pushRequest(ctx, entries[start:end], &res) {
@@ -263,6 +373,32 @@ func (c *Client) Push(ctx context.Context, entries []Entry) Result {
 		start = end
 	}
 	return res
+}
+
+// Limits on an entry's metadata, so that Size, and with it a request's
+// size, stays bounded whatever a record holds. The decoder keeps to them.
+const (
+	MaxRequestIDBytes = 128
+	MaxLevelBytes     = 32
+	traceIDBytes      = 32
+)
+
+// streamHeaderBytes is what a stream adds to a request besides its
+// entries: its label string and the framing.
+func streamHeaderBytes(labels string) int { return len(labels) + 16 }
+
+// MinRequestBytes is the smallest request bound that holds any one entry
+// whose line is at most maxLineBytes long, with the given labels (plus the
+// type and level the client may add): a request is never cut smaller than
+// one entry, so a smaller bound would be exceeded.
+func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
+	all := make(map[string]string, len(labels)+2)
+	for k, v := range labels {
+		all[k] = v
+	}
+	all["type"] = "extension"
+	all["level"] = strings.Repeat("x", MaxLevelBytes)
+	return maxLineBytes + entryOverhead + MaxRequestIDBytes + traceIDBytes + MaxLevelBytes + streamHeaderBytes(FormatLabels(all))
 }
 
 // pushRequest sends one request, retrying while ctx allows. It returns false
@@ -277,9 +413,19 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 	giveUp := func() bool {
 		if lastErr == nil {
 			lastErr = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
+		} else {
+			res.Unavailable = true
 		}
 		res.Err = lastErr
 		return false
+	}
+	reject := func(n int, err error) bool {
+		res.Rejected += n
+		res.Err = err
+		if res.RejectErr == nil {
+			res.RejectErr = err
+		}
+		return true
 	}
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
@@ -290,50 +436,60 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 		}
 		res.Requests++
 		status, header, msg, err := c.send(ctx, body)
+		res.RetryAfter = retryAfter(header)
 		switch {
+		case errors.Is(err, errBuildRequest):
+			// Retrying cannot build it either.
+			return reject(len(entries), err)
 		case err == nil && status >= 200 && status < 300:
 			res.Delivered += len(entries)
 			return true
 		case err == nil && status >= 300 && status < 400:
-			// A redirect is a wrong LOKI_URL; following it would re-send a
+			// A redirect is a wrong push URL; following it would re-send a
 			// POST body to wherever it points, and retrying cannot help.
-			res.Rejected += len(entries)
-			res.Err = fmt.Errorf("pushing to %s: Loki answered %d, a redirect to %s: set LOKI_URL to the final push URL",
-				c.redacted, status, redactURL(header.Get("Location")))
-			if res.RejectErr == nil {
-				res.RejectErr = res.Err
-			}
-			return true
+			return reject(len(entries), fmt.Errorf("pushing to %s: Loki answered %d, a redirect to %s: the push URL must be the final one",
+				c.redacted, status, redactLocation(header.Get("Location"))))
 		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden) && !reauthed && c.reauth(ctx):
 			// New credentials (a rotated secret): try them at once, once.
 			reauthed = true
 			continue
-		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
-			rejected := rejectedCount(status, msg, len(entries))
-			res.Rejected += rejected
-			res.Delivered += len(entries) - rejected
-			res.Err = c.rejectionError(status, shortMessage(msg))
-			if res.RejectErr == nil {
-				res.RejectErr = res.Err
+		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
+			return reject(len(entries), fmt.Errorf("pushing to %s: %w (%d %s)", c.redacted, ErrUnauthorized, status, shortMessage(msg)))
+		case err == nil && status == http.StatusBadRequest:
+			refused, known := refusedCount(msg, len(entries))
+			if !known {
+				res.Unconfirmed += len(entries)
+				return reject(0, fmt.Errorf("pushing to %s: Loki refused part of a push of %d lines without saying how many (it stores the valid ones): %s",
+					c.redacted, len(entries), shortMessage(msg)))
 			}
-			return true
+			res.Delivered += len(entries) - refused
+			return reject(refused, fmt.Errorf("pushing to %s: Loki rejected %d of %d lines (400): %s", c.redacted, refused, len(entries), shortMessage(msg)))
+		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
+			return reject(len(entries), fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.redacted, status, shortMessage(msg)))
 		case err != nil:
 			// An attempt cut short by the window's end says less than the
 			// failure before it (connection refused, say): keep that one.
 			if ctx.Err() == nil || lastErr == nil {
 				lastErr = err
 			}
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				// The request's own timeout: Loki hangs. Another attempt
+				// would most likely hang as long, so the window ends here.
+				return giveUp()
+			}
 		default:
 			lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, status, shortMessage(msg))
 		}
-		wait := jitter(backoff)
-		if ra := retryAfter(header); ra > wait {
-			wait = ra
-		}
-		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+		if res.RetryAfter > 0 {
+			// Loki asked for a pause: the caller schedules the next attempt
+			// (Result.RetryAfter) rather than spending its budget asleep.
 			return giveUp()
 		}
-		if !sleep(ctx, wait) {
+		pause := jitter(backoff)
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
+			return giveUp()
+		}
+		if !wait.Sleep(ctx, pause) {
 			return giveUp()
 		}
 		backoff = min(2*backoff, maxBackoff)
@@ -341,9 +497,8 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 }
 
 // maxMessage bounds how much of Loki's answer is kept for the log;
-// maxAnswer bounds how much is read: a 400 lists every entry it ignored
-// and ends with the count ("total ignored: N out of M") that says how many
-// of the push were rejected.
+// maxAnswer bounds how much is read: a 400 may list every entry it refused
+// and put its counts at the end.
 const (
 	maxMessage = 512
 	maxAnswer  = 64 * 1024
@@ -359,12 +514,15 @@ func shortMessage(msg string) string {
 	return head + " … " + tail
 }
 
+// errBuildRequest marks a request that could not even be built.
+var errBuildRequest = errors.New("building the request failed")
+
 func (c *Client) send(ctx context.Context, body []byte) (status int, header http.Header, msg string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
-		return 0, nil, "", fmt.Errorf("pushing to %s: building request failed", c.redacted)
+		return 0, nil, "", fmt.Errorf("pushing to %s: %w", c.redacted, errBuildRequest)
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("User-Agent", "grafana-loki-extension")
@@ -390,37 +548,37 @@ func (c *Client) send(ctx context.Context, body []byte) (status int, header http
 	return resp.StatusCode, resp.Header, strings.TrimSpace(string(data)), nil
 }
 
-func (c *Client) rejectionError(status int, msg string) error {
-	if status == http.StatusUnauthorized || status == http.StatusForbidden {
-		return fmt.Errorf("pushing to %s: authentication failed (%d %s): check LOKI_USERNAME, LOKI_PASSWORD, LOKI_BEARER_TOKEN and LOKI_TENANT_ID",
-			c.redacted, status, msg)
-	}
-	return fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.redacted, status, msg)
-}
+// Loki's ways of saying how many entries of a push a 400 refused: Loki 3
+// answers "N errors like: <reason>; M errors like: …" when several were,
+// older releases "total ignored: N out of M" per stream. Compiled on first
+// use, not at start: compiling costs about half a millisecond of the
+// extension's init, billed and part of the cold start, for patterns only a
+// 400 needs.
+var (
+	errorsLike   = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`(\d+) errors like: `) })
+	totalIgnored = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`total ignored: (\d+) out of \d+`) })
+)
 
-// totalIgnored is compiled on first use, not at start: compiling costs about
-// half a millisecond of the extension's init, which is billed and delays the
-// function's cold start, for a pattern only a 400 answer needs.
-var totalIgnored = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`total ignored: (\d+) out of (\d+)`)
-})
-
-// rejectedCount reads how many entries of a 400 Loki refused: it stores the
-// valid entries of a push and says "total ignored: N out of M" per stream.
-func rejectedCount(status int, msg string, n int) int {
-	if status != http.StatusBadRequest {
-		return n
+// refusedCount reads how many of a push's n entries a 400 refused. Loki
+// stores the valid entries of such a push. A single reason about one entry
+// (a line too long, a timestamp out of range) counts one; known is false
+// when the answer does not say (a refusal of a whole stream, say).
+func refusedCount(msg string, n int) (refused int, known bool) {
+	for _, re := range []*regexp.Regexp{errorsLike(), totalIgnored()} {
+		matches := re.FindAllStringSubmatch(msg, -1)
+		if len(matches) == 0 {
+			continue
+		}
+		for _, m := range matches {
+			v, _ := strconv.Atoi(m[1])
+			refused += v
+		}
+		return min(refused, n), true
 	}
-	matches := totalIgnored().FindAllStringSubmatch(msg, -1)
-	if len(matches) == 0 {
-		return n
+	if !strings.HasPrefix(msg, "stream ") && strings.Contains(msg, "entry") && !strings.Contains(msg, "\n") {
+		return 1, true
 	}
-	ignored := 0
-	for _, m := range matches {
-		v, _ := strconv.Atoi(m[1])
-		ignored += v
-	}
-	return min(ignored, n)
+	return 0, false
 }
 
 func retryAfter(h http.Header) time.Duration {
@@ -437,17 +595,6 @@ func retryAfter(h http.Header) time.Duration {
 // do not retry in step.
 func jitter(d time.Duration) time.Duration {
 	return d/2 + rand.N(d/2+1)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // labelsFor returns the label string of an entry's stream, built once.
@@ -484,13 +631,19 @@ func (c *Client) buildLabels(s StreamType, level string) string {
 	return FormatLabels(labels)
 }
 
-// redactURL makes a URL from an answer (a redirect's Location) safe to log:
-// no password, no query string (which may hold a token).
-func redactURL(raw string) string {
+// redactURL is the push URL as messages show it: scheme, host and path;
+// no user info, query or fragment, which may hold a token.
+func redactURL(u *url.URL) string {
+	r := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	return r.String()
+}
+
+// redactLocation makes a URL from an answer (a redirect's Location) safe
+// to log.
+func redactLocation(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil || raw == "" {
 		return "an unreadable location"
 	}
-	u.RawQuery, u.Fragment = "", ""
-	return u.Redacted()
+	return redactURL(u)
 }

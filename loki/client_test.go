@@ -224,9 +224,11 @@ func TestPushOutcomes(t *testing.T) {
 	}{
 		{"204 stored", nil, 3, 0, 0, "", 1},
 		{"400 with total ignored: the valid entries are stored", status(400, "entry for stream '{a=\"b\"}' has timestamp too old\nuser 'fake', total ignored: 1 out of 3 for stream: {a=\"b\"}"), 2, 1, 0, "total ignored", 1},
-		{"400 without count: all rejected", status(400, "stream labels are invalid"), 0, 3, 0, "stream labels are invalid", 1},
+		{"400 refusing a stream without a count: not claimed either way", status(400, "stream '{a=\"b\"}' has label value too long"), 0, 0, 0, "without saying how many", 1},
+		{"400 for one entry (Loki 3): one refused, the rest stored", status(400, "max entry size '262144' bytes exceeded for stream '{a=\"b\"}' while adding an entry with length '307200' bytes"), 2, 1, 0, "rejected 1 of 3", 1},
+		{"400 for several entries (Loki 3): counted from its answer", status(400, "1 errors like: max entry size '262144' bytes exceeded for stream '{a=\"b\"}'; 1 errors like: entry for stream '{a=\"b\"}' has timestamp too new"), 1, 2, 0, "rejected 2 of 3", 1},
 		{"401 is an auth failure, not retried", status(401, "no org id"), 0, 3, 0, "authentication failed (401 no org id)", 1},
-		{"403 is an auth failure", status(403, "forbidden"), 0, 3, 0, "LOKI_USERNAME", 1},
+		{"403 is an auth failure", status(403, "forbidden"), 0, 3, 0, "authentication failed (403 forbidden)", 1},
 		{"413 rejected", status(413, "too large"), 0, 3, 0, "413", 1},
 		{"500 forever: undelivered at the deadline", status(500, "internal"), 0, 0, 3, "500", 2},
 		{"429 forever: undelivered", status(429, "rate limited"), 0, 0, 3, "429", 2},
@@ -238,11 +240,11 @@ func TestPushOutcomes(t *testing.T) {
 			return false
 		}, 3, 0, 0, "", 2},
 		{"400 whose count follows a long list: the count is still read", status(400, strings.Repeat("entry for stream '{a=\"b\"}' has timestamp too old\n", 100)+"user 'fake', total ignored: 2 out of 3 for stream: {a=\"b\"}"), 1, 2, 0, "total ignored: 2", 1},
-		{"301 redirect: a wrong LOKI_URL, not retried", func(_ int, w http.ResponseWriter) bool {
+		{"301 redirect: a wrong push URL, not retried", func(_ int, w http.ResponseWriter) bool {
 			w.Header().Set("Location", "https://user:pw@loki.example.com/loki/api/v1/push?token=x")
 			w.WriteHeader(301)
 			return true
-		}, 0, 3, 0, "redirect to https://user:xxxxx@loki.example.com/loki/api/v1/push: set LOKI_URL", 1},
+		}, 0, 3, 0, "redirect to https://loki.example.com/loki/api/v1/push: the push URL", 1},
 		{"hanging Loki: request timeout, then undelivered", func(int, http.ResponseWriter) bool { time.Sleep(2 * time.Second); return true }, 0, 0, 3, "deadline exceeded", 1},
 	}
 	for _, tt := range tests {
@@ -256,7 +258,8 @@ func TestPushOutcomes(t *testing.T) {
 			if took := time.Since(start); took > 3*time.Second {
 				t.Fatalf("push took %s, past its deadline", took)
 			}
-			if res.Delivered != tt.wantDelivered || res.Rejected != tt.wantRejected || len(res.Undelivered) != tt.wantUndeliv || res.Requests < tt.minRequests {
+			if res.Delivered != tt.wantDelivered || res.Rejected != tt.wantRejected || len(res.Undelivered) != tt.wantUndeliv || res.Requests < tt.minRequests ||
+				res.Delivered+res.Rejected+res.Unconfirmed+len(res.Undelivered) != 3 {
 				t.Fatalf("%+v", res)
 			}
 			if tt.wantErr == "" && res.Err != nil || tt.wantErr != "" && (res.Err == nil || !strings.Contains(res.Err.Error(), tt.wantErr)) {
@@ -266,29 +269,18 @@ func TestPushOutcomes(t *testing.T) {
 	}
 }
 
-func TestRetryAfterIsHonoured(t *testing.T) {
-	f := &fakeLoki{respond: func(n int, w http.ResponseWriter) bool {
-		if n == 0 {
-			w.Header().Set("Retry-After", "1")
-			w.WriteHeader(429)
-			return true
-		}
-		return false
-	}}
+// A Retry-After is not slept through inside the caller's budget: the push
+// gives up at once and says how long Loki asked for, so that the caller
+// schedules the next attempt without spending billed time asleep.
+func TestRetryAfterEndsThePush(t *testing.T) {
+	f := &fakeLoki{respond: status(429, "slow down", "Retry-After", "1")}
 	c, _ := newClient(t, f, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
 	res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}})
-	if res.Delivered != 1 || time.Since(start) < 900*time.Millisecond {
+	if len(res.Undelivered) != 1 || !res.Unavailable || res.RetryAfter != time.Second || res.Requests != 1 || time.Since(start) > 500*time.Millisecond {
 		t.Fatalf("%+v after %s", res, time.Since(start))
-	}
-	// A Retry-After longer than the budget gives up at once, keeping the entries.
-	f.n.Store(0)
-	short, cancel2 := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	defer cancel2()
-	if res := c.Push(short, []Entry{{Time: t0, Line: "b"}}); len(res.Undelivered) != 1 {
-		t.Fatalf("%+v", res)
 	}
 }
 
@@ -345,7 +337,7 @@ func TestAuthHeaders(t *testing.T) {
 
 // Credentials must never reach a log line: check every error a push can give.
 func TestErrorsNeverContainCredentials(t *testing.T) {
-	secrets := []string{"s3cr3t-pass", "t0ken-value", "MTIzNDU2"}
+	secrets := []string{"s3cr3t-pass", "t0ken-value", "MTIzNDU2", "qu3ry-t0ken", "fr4gment"}
 	responders := []func(int, http.ResponseWriter) bool{status(401, "unauthorized"), status(500, "boom"), status(400, "bad")}
 	for i, respond := range responders {
 		f := &fakeLoki{respond: respond}
@@ -353,6 +345,7 @@ func TestErrorsNeverContainCredentials(t *testing.T) {
 		for _, cfg := range []Config{
 			{URL: strings.Replace(srv.URL, "http://", "http://user:s3cr3t-pass@", 1) + "/push"},
 			{URL: srv.URL + "/push", BearerToken: "t0ken-value"},
+			{URL: srv.URL + "/push?api_key=qu3ry-t0ken#fr4gment"},
 		} {
 			c, err := New(cfg)
 			if err != nil {
@@ -412,11 +405,17 @@ func TestNewRejectsBadSettings(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"ftp URL", Config{URL: "ftp://x/push"}, "LOKI_URL"},
-		{"no host", Config{URL: "http:///push"}, "LOKI_URL"},
-		{"missing CA file", Config{URL: "https://x/push", CAFile: "/nonexistent.pem"}, "LOKI_CA_FILE"},
-		{"CA file without a certificate", Config{URL: "https://x/push", CAFile: empty}, "LOKI_CA_FILE"},
-		{"bad label name", Config{URL: "http://x/push", Labels: map[string]string{"a-b": "c"}}, "LOKI_LABELS"},
+		{"ftp URL", Config{URL: "ftp://x/push"}, "push URL"},
+		{"no host", Config{URL: "http:///push"}, "push URL"},
+		{"a password with a slash, not encoded", Config{URL: "https://123456:12/SECRET@host/loki/api/v1/push"}, "'@' after the host"},
+		{"a port that is not a number", Config{URL: "http://host:abc/push"}, "push URL"},
+		{"missing CA file", Config{URL: "https://x/push", CAFile: "/nonexistent.pem"}, "CA file"},
+		{"CA file without a certificate", Config{URL: "https://x/push", CAFile: empty}, "CA file"},
+		{"bad label name", Config{URL: "http://x/push", Labels: map[string]string{"a-b": "c"}}, "labels"},
+		{"label value over Loki's limit", Config{URL: "http://x/push", Labels: map[string]string{"a": strings.Repeat("v", 2049)}}, "limit of 2048"},
+		{"label name over Loki's limit", Config{URL: "http://x/push", Labels: map[string]string{strings.Repeat("n", 1025): "v"}}, "limit of 1024"},
+		{"a tenant with a newline", Config{URL: "http://x/push", TenantID: "team\na"}, "tenant ID"},
+		{"a token with a newline", Config{URL: "http://x/push", BearerToken: "tok\r\n"}, "bearer token"},
 		{"reserved label name", Config{URL: "http://x/push", Labels: map[string]string{"__name__": "c"}}, "reserved"},
 	}
 	for _, tt := range tests {
@@ -425,6 +424,96 @@ func TestNewRejectsBadSettings(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// What the dispatcher needs to tell an outage from a window that was just
+// too short: whether Loki failed, and how long it asked to be left alone.
+func TestPushSaysWhetherLokiIsUnavailable(t *testing.T) {
+	tests := []struct {
+		name            string
+		respond         func(int, http.ResponseWriter) bool
+		budget          time.Duration
+		wantUnavailable bool
+		wantRetryAfter  time.Duration
+		maxRequests     int64
+	}{
+		{"500 until the budget ends", status(500, "boom"), 300 * time.Millisecond, true, 0, 100},
+		{"429 with Retry-After longer than the budget", status(429, "slow down", "Retry-After", "2"), 300 * time.Millisecond, true, 2 * time.Second, 1},
+		{"hanging: one request, then the window ends", func(int, http.ResponseWriter) bool { time.Sleep(time.Second); return true }, 2 * time.Second, true, 0, 1},
+		{"fine, but the budget ends between requests", nil, time.Second, false, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), tt.budget)
+			defer cancel()
+			f := &fakeLoki{respond: tt.respond}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			var rt http.RoundTripper = http.DefaultTransport
+			if tt.respond == nil {
+				// The first request is stored; the window ends as it returns.
+				rt = roundTripFunc(func(r *http.Request) (*http.Response, error) {
+					defer cancel()
+					return http.DefaultTransport.RoundTrip(r)
+				})
+			}
+			c, err := New(Config{URL: srv.URL + "/push", RequestTimeout: 200 * time.Millisecond, MaxRequestBytes: 64 * 1024, Transport: rt})
+			if err != nil {
+				t.Fatal(err)
+			}
+			entries := make([]Entry, 2000) // several requests of 64 KiB
+			for i := range entries {
+				entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: strings.Repeat("x", 100)}
+			}
+			start := time.Now()
+			res := c.Push(ctx, entries)
+			if len(res.Undelivered) == 0 || res.Unavailable != tt.wantUnavailable || res.RetryAfter != tt.wantRetryAfter || f.n.Load() > tt.maxRequests {
+				t.Fatalf("undelivered %d, unavailable %v, retry after %s, %d requests in %s: %v",
+					len(res.Undelivered), res.Unavailable, res.RetryAfter, f.n.Load(), time.Since(start), res.Err)
+			}
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// One request never exceeds MaxRequestBytes, even when the bound is the
+// smallest the configuration accepts: one maximal line with its labels and
+// metadata (a split that always admits one entry sent 153 659 bytes with
+// the bound at 65 536).
+func TestRequestsStayWithinTheirBound(t *testing.T) {
+	labels := map[string]string{"source": "lambda", "function": "fn", "team": strings.Repeat("t", 2000)}
+	const maxLine = 100_000
+	bound := MinRequestBytes(maxLine, labels)
+	f := &fakeLoki{}
+	srv := httptest.NewServer(f)
+	defer srv.Close()
+	c, err := New(Config{URL: srv.URL + "/push", Labels: labels, LevelLabel: true, MaxLineBytes: maxLine, MaxRequestBytes: bound})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var entries []Entry
+	for i := range 12 {
+		e := Entry{Time: t0.Add(time.Duration(i)), Line: strings.Repeat("é", 80_000), Stream: StreamType(i % 3), Level: "error",
+			RequestID: strings.Repeat("r", MaxRequestIDBytes), TraceID: strings.Repeat("a", 32)}
+		if i%4 == 0 {
+			e.Line = "short"
+		}
+		entries = append(entries, e)
+	}
+	if res := c.Push(t.Context(), entries); res.Delivered != len(entries) {
+		t.Fatalf("%+v", res)
+	}
+	for i, p := range f.pushes {
+		if p.size > bound {
+			t.Errorf("request %d: %d bytes, bound %d", i, p.size, bound)
+		}
+	}
+	if len(f.pushes) < 2 {
+		t.Fatalf("%d requests: the bound was not exercised", len(f.pushes))
 	}
 }
 

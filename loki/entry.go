@@ -58,10 +58,16 @@ type Entry struct {
 	TraceID string
 }
 
-// entryOverhead approximates the bytes an entry costs beyond its line: the
-// protobuf timestamp and field framing, and the queue's bookkeeping.
-const entryOverhead = 32
+// entryOverhead is what an entry costs beyond the bytes of its strings: the
+// Entry value itself where the queue holds it (a test keeps this at least
+// its size), the allocation that holds its line, and in a push the
+// protobuf framing of its timestamp, line and metadata.
+const entryOverhead = 120
 
 // Size is the number of bytes the entry counts for in memory bounds and
-// request size limits.
-func (e Entry) Size() int { return len(e.Line) + entryOverhead }
+// request size limits. The request and trace IDs are counted with every
+// entry: a push carries them with every entry, and in memory counting
+// them too errs on the safe side.
+func (e Entry) Size() int {
+	return len(e.Line) + len(e.Level) + len(e.RequestID) + len(e.TraceID) + entryOverhead
+}

@@ -97,9 +97,9 @@ func BenchmarkPipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	q := telemetryApi.NewQueue(100_000, 16<<20)
+	q := telemetryApi.NewQueue(100_000, 16<<20, nil)
 	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{}, q)
-	d := telemetryApi.NewDispatcher(q, client, 1)
+	d := telemetryApi.NewDispatcher(q, client, telemetryApi.DispatcherConfig{})
 	ctx := context.Background()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -107,7 +107,7 @@ func BenchmarkPipeline(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		post(b, l, body)
-		rep := d.Flush(ctx, false)
+		rep := d.Flush(ctx, telemetryApi.FlushWindow)
 		if rep.Delivered != batchLines || rep.Err != nil {
 			b.Fatalf("delivered %d of %d: %v", rep.Delivered, batchLines, rep.Err)
 		}
@@ -120,7 +120,7 @@ func BenchmarkPipeline(b *testing.B) {
 // into entries and queue them (the queue is emptied between batches).
 func BenchmarkListener(b *testing.B) {
 	body := textBatch(batchLines, 100)
-	q := telemetryApi.NewQueue(100_000, 16<<20)
+	q := telemetryApi.NewQueue(100_000, 16<<20, nil)
 	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{}, q)
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()

@@ -16,9 +16,10 @@ import (
 // format sends a string, kept as written less one trailing newline; JSON log
 // format sends an object, shipped as one compact JSON line with all its keys
 // and stamped with its own timestamp. Any other shape is shipped as its raw
-// JSON text, so nothing the function wrote is silently lost.
-func recordEntry(ev *Event, stream loki.StreamType, received time.Time) loki.Entry {
-	e := loki.Entry{Stream: stream}
+// JSON text, so nothing the function wrote is silently lost. requestID is
+// the record's own requestId, when it has one.
+func recordEntry(ev *Event, stream loki.StreamType, received time.Time) (e loki.Entry, requestID string) {
+	e = loki.Entry{Stream: stream}
 	t, ok := parseTime(ev.Time)
 	if !ok {
 		t = received
@@ -26,28 +27,30 @@ func recordEntry(ev *Event, stream loki.StreamType, received time.Time) loki.Ent
 	e.Time = t
 	raw := bytes.TrimSpace(ev.Record)
 	if len(raw) == 0 {
-		return e
+		return e, ""
 	}
 	switch raw[0] {
 	case '"':
 		if s, ok := unquoteJSONString(raw); ok {
 			e.Line = strings.TrimSuffix(s, "\n")
-			return e
+			return e, ""
 		}
 	case '{':
 		var fields struct {
 			Timestamp string `json:"timestamp"`
 			Level     string `json:"level"`
+			RequestID string `json:"requestId"`
 		}
 		if err := json.Unmarshal(raw, &fields); err == nil {
 			if ts, ok := parseTime(fields.Timestamp); ok {
 				e.Time = ts
 			}
 			e.Level = fields.Level
+			requestID = fields.RequestID
 		}
 	}
 	e.Line = compactJSON(raw)
-	return e
+	return e, requestID
 }
 
 // compactJSON returns raw without insignificant white space; raw is already

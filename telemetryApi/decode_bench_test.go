@@ -14,7 +14,7 @@ func BenchmarkRecordEntry(b *testing.B) {
 	received := time.Now()
 	b.ReportAllocs()
 	for b.Loop() {
-		if e := recordEntry(&ev, 0, received); e.Line == "" {
+		if e, _ := recordEntry(&ev, 0, received); e.Line == "" {
 			b.Fatal("empty line")
 		}
 	}

@@ -46,7 +46,7 @@ func TestRecordEntry(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.event), &ev); err != nil {
 				t.Fatal(err)
 			}
-			e := recordEntry(&ev, loki.StreamFunction, received)
+			e, _ := recordEntry(&ev, loki.StreamFunction, received)
 			if e.Line != tt.wantLine || !e.Time.Equal(tt.wantTime) || e.Level != tt.wantLevel || e.Stream != loki.StreamFunction {
 				t.Errorf("got line %q time %s level %q", e.Line, e.Time.Format(time.RFC3339Nano), e.Level)
 			}

@@ -9,12 +9,16 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
 
-// fakePusher delivers, rejects or leaves undelivered the first n entries of
-// each push as told, and remembers what it got.
+// fakePusher delivers, rejects or leaves undelivered the entries of each
+// push as told, and remembers what it got.
 type fakePusher struct {
 	pushed      [][]string
 	undelivered int // entries at the end of each push returned as undelivered
 	rejected    int
+	// unavailable says undelivered entries were left because Loki failed;
+	// retryAfter is the pause it asked for.
+	unavailable bool
+	retryAfter  time.Duration
 }
 
 func (p *fakePusher) Push(_ context.Context, entries []loki.Entry) loki.Result {
@@ -29,6 +33,9 @@ func (p *fakePusher) Push(_ context.Context, entries []loki.Entry) loki.Result {
 	if und > 0 || rej > 0 {
 		res.Err = errors.New("loki said no")
 	}
+	if und > 0 {
+		res.Unavailable, res.RetryAfter = p.unavailable, p.retryAfter
+	}
 	return res
 }
 
@@ -37,7 +44,7 @@ func TestDispatcherFlush(t *testing.T) {
 		name          string
 		queued        int
 		minBatch      int
-		force         bool
+		kind          FlushKind
 		pusher        fakePusher
 		wantPushes    int
 		wantDelivered int
@@ -45,19 +52,20 @@ func TestDispatcherFlush(t *testing.T) {
 		wantSkipped   bool
 		heldLong      bool // the lines were written longer than maxHold ago
 	}{
-		{"below the minimum batch waits", 3, 10, false, fakePusher{}, 0, 0, 3, true, false},
-		{"at the minimum batch pushes", 10, 10, false, fakePusher{}, 1, 10, 0, false, false},
-		{"forced (SHUTDOWN) pushes whatever is there", 3, 10, true, fakePusher{}, 1, 3, 0, false, false},
-		{"undelivered go back to the queue", 5, 1, false, fakePusher{undelivered: 2}, 1, 3, 2, false, false},
-		{"rejected are counted, not requeued", 5, 1, false, fakePusher{rejected: 2}, 1, 3, 0, false, false},
-		{"more than one take", takeSize + 5, 1, false, fakePusher{}, 2, takeSize + 5, 0, false, false},
-		{"empty queue", 0, 1, true, fakePusher{}, 0, 0, 0, false, false},
+		{"below the minimum batch waits", 3, 10, FlushWindow, fakePusher{}, 0, 0, 3, true, false},
+		{"at the minimum batch pushes", 10, 10, FlushWindow, fakePusher{}, 1, 10, 0, false, false},
+		{"a drain (SHUTDOWN) pushes whatever is there", 3, 10, FlushDrain, fakePusher{}, 1, 3, 0, false, false},
+		{"a backlog pushes whatever the minimum batch", 3, 10, FlushBacklog, fakePusher{}, 1, 3, 0, false, false},
+		{"undelivered go back to the queue", 5, 1, FlushWindow, fakePusher{undelivered: 2}, 1, 3, 2, false, false},
+		{"rejected are counted, not requeued", 5, 1, FlushWindow, fakePusher{rejected: 2}, 1, 3, 0, false, false},
+		{"more than one take", takeSize + 5, 1, FlushWindow, fakePusher{}, 2, takeSize + 5, 0, false, false},
+		{"empty queue", 0, 1, FlushDrain, fakePusher{}, 0, 0, 0, false, false},
 		// Loki refuses lines about an hour older than its stream's newest.
-		{"below the minimum batch but held past maxHold pushes", 3, 10, false, fakePusher{}, 1, 3, 0, false, true},
+		{"below the minimum batch but held past maxHold pushes", 3, 10, FlushWindow, fakePusher{}, 1, 3, 0, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(1_000_000, 1<<30)
+			q := NewQueue(1_000_000, 1<<30, nil)
 			entries := lines("l", tt.queued)
 			if tt.heldLong {
 				for i := range entries {
@@ -65,8 +73,8 @@ func TestDispatcherFlush(t *testing.T) {
 				}
 			}
 			q.Put(entries)
-			d := NewDispatcher(q, &tt.pusher, tt.minBatch)
-			rep := d.Flush(t.Context(), tt.force)
+			d := NewDispatcher(q, &tt.pusher, DispatcherConfig{MinBatch: tt.minBatch})
+			rep := d.Flush(t.Context(), tt.kind)
 			if len(tt.pusher.pushed) != tt.wantPushes || rep.Delivered != tt.wantDelivered || rep.Remaining != tt.wantRemaining || rep.Skipped != tt.wantSkipped {
 				t.Fatalf("pushes %d, report %+v", len(tt.pusher.pushed), rep)
 			}
@@ -76,32 +84,171 @@ func TestDispatcherFlush(t *testing.T) {
 			if !rep.Skipped && rep.Requeued != rep.Remaining {
 				t.Fatalf("requeued %d but %d remain", rep.Requeued, rep.Remaining)
 			}
+			if rep.Outage || rep.OutageBegan {
+				t.Fatalf("an outage without Loki failing: %+v", rep)
+			}
 		})
 	}
 }
 
 func TestDispatcherRequeuedGoFirstNextTime(t *testing.T) {
-	q := NewQueue(100, 1<<20)
+	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("a", 3))
 	p := &fakePusher{undelivered: 2}
-	d := NewDispatcher(q, p, 1)
-	d.Flush(t.Context(), false)
+	d := NewDispatcher(q, p, DispatcherConfig{})
+	d.Flush(t.Context(), FlushWindow)
 	q.Put(lines("b", 1))
 	p.undelivered = 0
-	d.Flush(t.Context(), false)
+	d.Flush(t.Context(), FlushWindow)
 	if got := p.pushed[1]; !equal(got, []string{"a1", "a2", "b0"}) {
 		t.Fatalf("second push %v", got)
 	}
 }
 
 func TestDispatcherStopsWhenContextEnds(t *testing.T) {
-	q := NewQueue(100, 1<<20)
+	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("a", 3))
 	p := &fakePusher{}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	rep := NewDispatcher(q, p, 1).Flush(ctx, true)
+	rep := NewDispatcher(q, p, DispatcherConfig{}).Flush(ctx, FlushDrain)
 	if len(p.pushed) != 0 || rep.Remaining != 3 {
 		t.Fatalf("pushed %d, remaining %d", len(p.pushed), rep.Remaining)
+	}
+}
+
+// An outage, step by step: a window that fails because Loki is away begins
+// it; windows and backlogs then cost nothing (no push); the background
+// attempts come at the backoff's pace, or Loki's Retry-After; the first
+// answer lets them push what waited, and windows resume once it is out.
+func TestDispatcherOutage(t *testing.T) {
+	q := NewQueue(100_000, 1<<30, nil)
+	p := &fakePusher{undelivered: 1 << 30, unavailable: true}
+	d := NewDispatcher(q, p, DispatcherConfig{RetryMin: 40 * time.Millisecond, RetryMax: 100 * time.Millisecond, CatchUpBytes: 10 * loki.Entry{Line: "a0"}.Size()})
+	q.Put(lines("a", 5))
+
+	rep := d.Flush(t.Context(), FlushWindow)
+	if !rep.OutageBegan || !rep.Outage || rep.Requeued != 5 || !d.Outage() {
+		t.Fatalf("the failing window did not begin an outage: %+v", rep)
+	}
+	select {
+	case <-d.OutageBegan():
+	default:
+		t.Fatal("no signal for the background loop")
+	}
+	first, _ := d.NextAttempt()
+	if wait := time.Until(first); wait < 15*time.Millisecond || wait > 45*time.Millisecond {
+		t.Fatalf("first attempt in %s, want the shortest backoff (20–40 ms)", wait)
+	}
+	q.Put(lines("b", 20))
+	for _, kind := range []FlushKind{FlushWindow, FlushBacklog, FlushRetry} {
+		if rep := d.Flush(t.Context(), kind); !rep.Skipped || rep.Requests != 0 {
+			t.Fatalf("kind %d pushed during the outage before the attempt was due: %+v", kind, rep)
+		}
+	}
+	if len(p.pushed) != 1 {
+		t.Fatalf("%d pushes", len(p.pushed))
+	}
+
+	// Attempts fail; the backoff grows up to its cap.
+	var waits []time.Duration
+	for range 4 {
+		at, _ := d.NextAttempt()
+		time.Sleep(time.Until(at))
+		start := time.Now()
+		if rep := d.Flush(t.Context(), FlushRetry); rep.Skipped || rep.OutageBegan || rep.Requests != 1 {
+			t.Fatalf("attempt: %+v", rep)
+		}
+		next, _ := d.NextAttempt()
+		waits = append(waits, next.Sub(start))
+	}
+	for i, w := range waits {
+		if w > 100*time.Millisecond+5*time.Millisecond || i == 0 && w < 40*time.Millisecond {
+			t.Fatalf("backoffs %v: want doubling from 40 ms, capped at 100 ms", waits)
+		}
+	}
+
+	// Loki asks for a pause longer than the backoff: it is honoured.
+	p.retryAfter = 300 * time.Millisecond
+	at, _ := d.NextAttempt()
+	time.Sleep(time.Until(at))
+	d.Flush(t.Context(), FlushRetry)
+	if next, _ := d.NextAttempt(); time.Until(next) < 250*time.Millisecond {
+		t.Fatalf("next attempt in %s despite Retry-After of 300 ms", time.Until(next))
+	}
+
+	// Loki is back: the attempt pushes what waited, and the outage ends.
+	p.undelivered, p.retryAfter = 0, 0
+	at, _ = d.NextAttempt()
+	time.Sleep(time.Until(at))
+	rep = d.Flush(t.Context(), FlushRetry)
+	if !rep.OutageEnded || rep.Outage || rep.Delivered != 25 || rep.Remaining != 0 || d.Outage() {
+		t.Fatalf("the outage did not end with what waited delivered: %+v", rep)
+	}
+	if _, ok := d.NextAttempt(); ok {
+		t.Fatal("attempts still scheduled")
+	}
+	q.Put(lines("c", 1))
+	if rep := d.Flush(t.Context(), FlushWindow); rep.Skipped || rep.Delivered != 1 {
+		t.Fatalf("windows did not resume: %+v", rep)
+	}
+}
+
+// Once Loki answers, the outage lasts until what waited is down to a
+// request's worth, pushed in the background: a big backlog must not be
+// pushed before /next, in billed time.
+func TestDispatcherCatchesUpInTheBackground(t *testing.T) {
+	q := NewQueue(1_000_000, 1<<30, nil)
+	p := &fakePusher{undelivered: 1 << 30, unavailable: true}
+	d := NewDispatcher(q, p, DispatcherConfig{RetryMin: time.Millisecond, RetryMax: time.Millisecond})
+	q.Put(lines("a", 3*takeSize))
+	d.Flush(t.Context(), FlushWindow)
+	p.undelivered = 0
+	time.Sleep(2 * time.Millisecond)
+	ctx, cancel := context.WithCancel(t.Context())
+	pushes := 0
+	p2 := &countingPusher{Pusher: p, after: 1, cancel: cancel, n: &pushes}
+	d.pusher = p2
+	rep := d.Flush(ctx, FlushRetry) // the budget ends after one request of several
+	if rep.OutageEnded || !d.Outage() || rep.Delivered == 0 || rep.Remaining == 0 {
+		t.Fatalf("after one request: %+v", rep)
+	}
+	if rep := d.Flush(t.Context(), FlushWindow); !rep.Skipped {
+		t.Fatalf("a window pushed the backlog: %+v", rep)
+	}
+	d.pusher = p
+	if rep := d.Flush(t.Context(), FlushRetry); !rep.OutageEnded || rep.Remaining != 0 {
+		t.Fatalf("catching up: %+v", rep)
+	}
+}
+
+// countingPusher cancels a context after a number of pushes.
+type countingPusher struct {
+	Pusher
+	after  int
+	cancel context.CancelFunc
+	n      *int
+}
+
+func (c *countingPusher) Push(ctx context.Context, entries []loki.Entry) loki.Result {
+	res := c.Pusher.Push(ctx, entries)
+	if *c.n++; *c.n >= c.after {
+		c.cancel()
+	}
+	return res
+}
+
+// SHUTDOWN drains whatever the outage says; a rejection (Loki answered,
+// refusing for good) ends the outage too.
+func TestDispatcherDrainAndRejectionDuringAnOutage(t *testing.T) {
+	q := NewQueue(1000, 1<<20, nil)
+	p := &fakePusher{undelivered: 1 << 30, unavailable: true}
+	d := NewDispatcher(q, p, DispatcherConfig{RetryMin: time.Hour})
+	q.Put(lines("a", 3))
+	d.Flush(t.Context(), FlushWindow)
+	p.undelivered, p.rejected = 0, 1
+	rep := d.Flush(t.Context(), FlushDrain)
+	if rep.Delivered != 2 || rep.Rejected != 1 || !rep.OutageEnded || d.Outage() {
+		t.Fatalf("%+v", rep)
 	}
 }

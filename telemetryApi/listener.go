@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"sync"
@@ -23,6 +22,15 @@ import (
 // envelope; anything larger is not from Lambda and gets 413.
 const MaxBodyBytes = 2*1024*1024 + 10_000*256 + 64*1024
 
+// Timeouts of the listener's connections. Lambda posts a batch in one go
+// over the loopback; a client that stalls after its headers, or keeps a
+// connection open without using it, is not Lambda and must not hold a
+// goroutine (or the SHUTDOWN drain) for long.
+const (
+	DefaultReadTimeout = 10 * time.Second
+	DefaultIdleTimeout = 30 * time.Second
+)
+
 // ListenerConfig says where the listener binds and what it turns into lines.
 type ListenerConfig struct {
 	// Addr is host:port to bind, e.g. sandbox:4323.
@@ -31,23 +39,25 @@ type ListenerConfig struct {
 	ShipPlatform bool
 	// ShipExtension adds extensions' log lines on the extension stream.
 	ShipExtension bool
+	// Concurrent is true where invocations overlap (Lambda Managed
+	// Instances): a text line cannot then be told apart by the invocation
+	// that was running, and carries a request ID only when its record does.
+	Concurrent bool
 	// OnRestore is called when a SnapStart restore is reported, so that
 	// connections made before the snapshot are dropped. May be nil.
 	OnRestore func()
 	// Log is the extension's own log.
 	Log *logrus.Logger
 	// LostAfter is how long WaitRuntimeDone keeps waiting, once Lambda has
-	// reported dropped records since its last runtimeDone, after the last
-	// batch came (or the wait began, if later):
-	// the runtimeDone may have been among the records dropped, and waiting
-	// for it until the deadline would be billed. Zero waits until ctx ends.
+	// reported records dropped during the invocation waited for, after the
+	// last batch came (or the wait began, if later): the runtimeDone may
+	// have been among the records dropped, and waiting for it until the
+	// deadline would be billed. Zero waits until ctx ends.
 	LostAfter time.Duration
+	// ReadTimeout and IdleTimeout bound a connection's request and its idle
+	// keep-alive (DefaultReadTimeout and DefaultIdleTimeout when zero).
+	ReadTimeout, IdleTimeout time.Duration
 }
-
-// ErrRuntimeDoneLost says WaitRuntimeDone gave up: Lambda dropped records
-// since its last runtimeDone and no telemetry came for
-// ListenerConfig.LostAfter.
-var ErrRuntimeDoneLost = errors.New("records were dropped by Lambda (platform.logsDropped) and no telemetry followed: the runtimeDone may have been among them")
 
 // ListenerStats counts what the listener received.
 type ListenerStats struct {
@@ -69,8 +79,14 @@ type Listener struct {
 	srv   *http.Server
 	ln    net.Listener
 
-	done   runtimeDoneTracker
-	stamps *stamper
+	// batchMu takes batches one at a time: the stamps and the invocation in
+	// progress follow the order of the events. Lambda sends one batch at a
+	// time anyway.
+	batchMu     sync.Mutex
+	stamps      *stamper
+	invocations invocations
+
+	done runtimeDoneTracker
 
 	lastReceived  atomic.Int64 // unix nanoseconds of the last batch
 	batches       atomic.Int64
@@ -79,11 +95,6 @@ type Listener struct {
 	rejected      atomic.Int64
 	lambdaDropped atomic.Int64
 	skippedEvents atomic.Int64
-	// platformSeq numbers the runtimeDone and logsDropped events in the
-	// order they arrive; lastDone and lastDropped hold the latest numbers.
-	// A logsDropped newer than the last runtimeDone may have swallowed the
-	// runtimeDone being waited for.
-	platformSeq, lastDone, lastDropped atomic.Int64
 
 	bufs sync.Pool // *bytes.Buffer for request bodies
 }
@@ -94,10 +105,21 @@ func NewListener(cfg ListenerConfig, q *Queue) *Listener {
 		cfg.Log = logrus.New()
 		cfg.Log.SetOutput(io.Discard)
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
 	l := &Listener{cfg: cfg, queue: q, stamps: newStamper()}
-	l.done.changed = make(chan struct{})
+	l.done.init()
 	l.bufs.New = func() any { return new(bytes.Buffer) }
-	l.srv = &http.Server{Handler: l, ReadHeaderTimeout: 5 * time.Second}
+	l.srv = &http.Server{
+		Handler:           l,
+		ReadHeaderTimeout: min(5*time.Second, cfg.ReadTimeout),
+		ReadTimeout:       cfg.ReadTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+	}
 	return l
 }
 
@@ -120,9 +142,11 @@ func (l *Listener) Start() error {
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
 // Shutdown stops accepting batches and waits for those being handled, at
-// most until ctx ends.
+// most until ctx ends; then it closes whatever connections are left, so
+// that a client stalling mid-request costs no more than the caller's budget.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	if err := l.srv.Shutdown(ctx); err != nil {
+		_ = l.srv.Close()
 		return fmt.Errorf("telemetry listener: shutdown: %w", err)
 	}
 	return nil
@@ -141,44 +165,6 @@ func (l *Listener) Stats() ListenerStats {
 	return ListenerStats{
 		Batches: l.batches.Load(), Events: l.events.Load(), Lines: l.lines.Load(),
 		Rejected: l.rejected.Load(), SkippedEvents: l.skippedEvents.Load(), LambdaDropped: l.lambdaDropped.Load(),
-	}
-}
-
-// WaitRuntimeDone blocks until platform.runtimeDone for requestID has been
-// received, or ctx ends. By then every line of that invocation is queued.
-// When Lambda has reported dropped records since the last runtimeDone it
-// sent, and then sends nothing for LostAfter, it returns ErrRuntimeDoneLost
-// instead of waiting on.
-func (l *Listener) WaitRuntimeDone(ctx context.Context, requestID string) (RuntimeDone, error) {
-	// Quiet is counted from the wait's start at the earliest: a batch from
-	// before a freeze says nothing about this invocation.
-	begun := time.Now().UnixNano()
-	for {
-		rd, ok, changed := l.done.take(requestID)
-		if ok {
-			return rd, nil
-		}
-		var lost *time.Timer
-		var lostC <-chan time.Time
-		if l.cfg.LostAfter > 0 && l.lastDropped.Load() > l.lastDone.Load() {
-			quiet := time.Since(time.Unix(0, max(l.lastReceived.Load(), begun)))
-			if quiet >= l.cfg.LostAfter {
-				return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ErrRuntimeDoneLost)
-			}
-			lost = time.NewTimer(l.cfg.LostAfter - quiet)
-			lostC = lost.C
-		}
-		select {
-		case <-changed:
-		case <-lostC:
-		case <-ctx.Done():
-		}
-		if lost != nil {
-			lost.Stop()
-		}
-		if ctx.Err() != nil {
-			return RuntimeDone{}, fmt.Errorf("waiting for platform.runtimeDone of %s: %w", requestID, ctx.Err())
-		}
 	}
 }
 
@@ -239,91 +225,6 @@ func (l *Listener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// handle queues the batch's lines and signals platform events, in order: the
-// lines an invocation wrote are queued before its runtimeDone is signalled.
-func (l *Listener) handle(events []Event, received time.Time) {
-	var entries []loki.Entry
-	flush := func() {
-		if len(entries) > 0 {
-			l.lines.Add(int64(len(entries)))
-			l.stamps.stamp(entries)
-			l.queue.Put(entries)
-			entries = nil
-		}
-	}
-	add := func(e loki.Entry) {
-		if entries == nil {
-			entries = make([]loki.Entry, 0, len(events))
-		}
-		entries = append(entries, e)
-	}
-	for i := range events {
-		ev := &events[i]
-		switch ev.Type {
-		case TypeFunction:
-			add(recordEntry(ev, loki.StreamFunction, received))
-		case TypeExtension:
-			if l.cfg.ShipExtension {
-				add(recordEntry(ev, loki.StreamExtension, received))
-			}
-		case TypePlatformStart:
-			var s Start
-			if l.cfg.ShipPlatform && l.decodeRecord(ev, &s) {
-				add(l.platformEntry(ev, received, startLine(s)))
-			}
-		case TypePlatformRuntimeDone:
-			var rd RuntimeDone
-			// A field of an unexpected type must not cost the signal the
-			// lifecycle waits for: the request ID is what counts.
-			if !l.decodeRecord(ev, &rd) && rd.RequestID == "" {
-				continue
-			}
-			if rd.Status != "" && rd.Status != "success" {
-				e := l.platformEntry(ev, received, failureLine(rd))
-				e.Stream = loki.StreamFunction
-				add(e)
-			}
-			if l.cfg.ShipPlatform {
-				add(l.platformEntry(ev, received, endLine(rd)))
-			}
-			flush()
-			l.lastDone.Store(l.platformSeq.Add(1))
-			l.done.signal(rd)
-		case TypePlatformReport:
-			var rep Report
-			if l.cfg.ShipPlatform && l.decodeRecord(ev, &rep) {
-				add(l.platformEntry(ev, received, reportLine(rep)))
-			}
-		case TypePlatformLogsDropped:
-			var d LogsDropped
-			if l.decodeRecord(ev, &d) {
-				l.lambdaDropped.Add(d.DroppedRecords)
-				l.lastDropped.Store(l.platformSeq.Add(1))
-				l.done.wake()
-				l.cfg.Log.WithFields(logrus.Fields{"droppedRecords": d.DroppedRecords, "droppedBytes": d.DroppedBytes}).
-					Warnf("Lambda dropped log records before they reached the extension: %s", d.Reason)
-			}
-		case TypePlatformRestoreStart:
-			if l.cfg.OnRestore != nil {
-				l.cfg.OnRestore()
-			}
-		default:
-			// Other platform events (init, extension, subscription, restore
-			// reports, and types added after this was written) carry
-			// nothing the extension ships.
-		}
-	}
-	flush()
-}
-
-func (l *Listener) platformEntry(ev *Event, received time.Time, line string) loki.Entry {
-	t, ok := parseTime(ev.Time)
-	if !ok {
-		t = received
-	}
-	return loki.Entry{Time: t, Line: line, Stream: loki.StreamPlatform}
-}
-
 // decodeRecord decodes a platform record, logging (at debug, since Lambda may
 // add shapes) when it cannot.
 func (l *Listener) decodeRecord(ev *Event, v any) bool {
@@ -334,138 +235,10 @@ func (l *Listener) decodeRecord(ev *Event, v any) bool {
 	return true
 }
 
-// runtimeDoneTracker remembers runtimeDone events until the lifecycle asks
-// for them. The lifecycle may ask before or after the event arrives.
-type runtimeDoneTracker struct {
-	mu      sync.Mutex
-	seen    map[string]RuntimeDone
-	changed chan struct{} // closed and replaced at every signal
-}
-
-// maxTracked bounds the runtimeDone events kept for request IDs nobody waits
-// for (an invocation whose wait already timed out, say).
-const maxTracked = 64
-
-func (t *runtimeDoneTracker) signal(rd RuntimeDone) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.seen == nil || len(t.seen) >= maxTracked {
-		t.seen = make(map[string]RuntimeDone)
+func (l *Listener) platformEntry(ev *Event, received time.Time, line, requestID string) loki.Entry {
+	t, ok := parseTime(ev.Time)
+	if !ok {
+		t = received
 	}
-	t.seen[rd.RequestID] = rd
-	t.wakeLocked()
-}
-
-// wake tells waiters to look again (a logsDropped arrived, say).
-func (t *runtimeDoneTracker) wake() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.wakeLocked()
-}
-
-func (t *runtimeDoneTracker) wakeLocked() {
-	close(t.changed)
-	t.changed = make(chan struct{})
-}
-
-// take returns and forgets the runtimeDone of requestID if it has arrived;
-// otherwise changed is closed at the next signal.
-func (t *runtimeDoneTracker) take(requestID string) (rd RuntimeDone, ok bool, changed <-chan struct{}) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	rd, ok = t.seen[requestID]
-	if ok {
-		delete(t.seen, requestID)
-	}
-	return rd, ok, t.changed
-}
-
-// decodeLeniently decodes a batch that is a JSON array but not an array of
-// well-formed events: each element that is an object with a string type is
-// kept (a time that is not a string is left empty, so the arrival time
-// stands in); the others are counted as skipped. err is set only when the
-// body is not a JSON array at all.
-func decodeLeniently(body []byte) (events []Event, skipped int, err error) {
-	var raws []json.RawMessage
-	if err := json.Unmarshal(body, &raws); err != nil {
-		return nil, 0, fmt.Errorf("decoding a telemetry batch: %w", err)
-	}
-	events = make([]Event, 0, len(raws))
-	for _, raw := range raws {
-		var ev Event
-		if json.Unmarshal(raw, &ev) == nil {
-			if ev.Type == "" { // null, or an object that is no event
-				skipped++
-				continue
-			}
-			events = append(events, ev)
-			continue
-		}
-		var loose struct {
-			Time   json.RawMessage `json:"time"`
-			Type   string          `json:"type"`
-			Record json.RawMessage `json:"record"`
-		}
-		if json.Unmarshal(raw, &loose) != nil || loose.Type == "" {
-			skipped++
-			continue
-		}
-		ev = Event{Type: loose.Type, Record: loose.Record}
-		_ = json.Unmarshal(loose.Time, &ev.Time) // a non-string time stays empty
-		events = append(events, ev)
-	}
-	return events, skipped, nil
-}
-
-// stamper keeps entries of one stream from sharing a timestamp. Lambda
-// stamps events to the millisecond, and Loki keeps only one of several
-// entries whose stream, timestamp and line are equal: a line a function
-// writes twice within a millisecond would otherwise be stored once. A
-// repeated or slightly older time is moved just past the stream's last one,
-// a nanosecond at a time, so it stays inside the same millisecond (and a
-// retried push carries the same stamps, which Loki still deduplicates).
-//
-// Every sandbox of a function writes to the same streams, so the sandbox's
-// own offset inside the millisecond (salt, drawn at random once) keeps two
-// sandboxes' copies of a line written in the same millisecond apart too.
-type stamper struct {
-	mu   sync.Mutex
-	last [3]time.Time // by loki.StreamType
-	salt time.Duration
-}
-
-// newStamper returns a stamper with this sandbox's random offset, short of
-// a millisecond by room for the repeats it then adds nanosecond by
-// nanosecond.
-func newStamper() *stamper {
-	return &stamper{salt: rand.N(900 * time.Microsecond)}
-}
-
-// stamp gives a batch's entries, in order, their stamps: one lock a batch,
-// since two batches may be handled at once.
-func (s *stamper) stamp(entries []loki.Entry) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range entries {
-		entries[i].Time = s.next(entries[i].Stream, entries[i].Time)
-	}
-}
-
-// next returns the stamp for an entry of stream written at t; s.mu held.
-func (s *stamper) next(stream loki.StreamType, t time.Time) time.Time {
-	if t.Nanosecond()%int(time.Millisecond) == 0 {
-		// Lambda's millisecond times only; a finer time (a JSON record's
-		// own timestamp, say) is kept as it is.
-		t = t.Add(s.salt)
-	}
-	i := int(stream) % len(s.last)
-	last := s.last[i]
-	switch {
-	case t.After(last):
-		s.last[i] = t
-	case last.Sub(t) < time.Millisecond && last.Add(time.Nanosecond).Truncate(time.Millisecond).Equal(t.Truncate(time.Millisecond)):
-		t = last.Add(time.Nanosecond)
-		s.last[i] = t
-	}
-	return t
+	return loki.Entry{Time: t, Line: line, Stream: loki.StreamPlatform, RequestID: requestID, TraceID: l.invocations.traceOf(requestID)}
 }

@@ -40,7 +40,7 @@ func TestListenerAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(1000, 1<<20)
+			q := NewQueue(1000, 1<<20, nil)
 			l := NewListener(ListenerConfig{}, q)
 			if code := post(l, tt.method, tt.body); code != tt.wantCode {
 				t.Fatalf("status %d, want %d", code, tt.wantCode)
@@ -80,7 +80,7 @@ func TestListenerPlatformLinesAndFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(1000, 1<<20)
+			q := NewQueue(1000, 1<<20, nil)
 			l := NewListener(tt.cfg, q)
 			if code := post(l, http.MethodPost, batch); code != 200 {
 				t.Fatalf("status %d", code)
@@ -99,7 +99,7 @@ func TestListenerPlatformLinesAndFailures(t *testing.T) {
 }
 
 func TestWaitRuntimeDoneSeesLinesQueuedFirst(t *testing.T) {
-	q := NewQueue(1000, 1<<20)
+	q := NewQueue(1000, 1<<20, nil)
 	l := NewListener(ListenerConfig{}, q)
 	got := make(chan int, 1)
 	go func() {
@@ -124,7 +124,7 @@ func TestWaitRuntimeDoneSeesLinesQueuedFirst(t *testing.T) {
 }
 
 func TestWaitRuntimeDoneAlreadyReceivedAndDeadline(t *testing.T) {
-	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20))
+	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20, nil))
 	post(l, http.MethodPost, `[{"time":"x","type":"platform.runtimeDone","record":{"requestId":"early","status":"success"}}]`)
 	if rd, err := l.WaitRuntimeDone(t.Context(), "early"); err != nil || rd.Status != "success" {
 		t.Fatalf("got %+v %v", rd, err)
@@ -161,7 +161,7 @@ func TestWaitRuntimeDoneAfterDroppedRecords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20))
+			l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20, nil))
 			ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
 			defer cancel()
 			go func() {
@@ -180,7 +180,7 @@ func TestWaitRuntimeDoneAfterDroppedRecords(t *testing.T) {
 
 func TestLogsDroppedIsCounted(t *testing.T) {
 	var logged bytes.Buffer
-	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20))
+	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20, nil))
 	l.cfg.Log.SetOutput(&logged)
 	post(l, http.MethodPost, `[{"time":"2022-10-12T00:00:15.064Z","type":"platform.logsDropped","record":{"droppedBytes":2048,"droppedRecords":12,"reason":"Some logs were dropped because the downstream consumer is slower than the logs production rate"}}]`)
 	if l.Stats().LambdaDropped != 12 || !strings.Contains(logged.String(), "downstream consumer is slower") {
@@ -189,7 +189,7 @@ func TestLogsDroppedIsCounted(t *testing.T) {
 }
 
 func TestListenerServesOverHTTP(t *testing.T) {
-	q := NewQueue(10, 1<<20)
+	q := NewQueue(10, 1<<20, nil)
 	l := NewListener(ListenerConfig{Addr: "127.0.0.1:0"}, q)
 	if err := l.Start(); err != nil {
 		t.Fatal(err)
@@ -225,7 +225,7 @@ func FuzzListener(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		l := NewListener(ListenerConfig{ShipPlatform: true, ShipExtension: true}, NewQueue(1000, 1<<20))
+		l := NewListener(ListenerConfig{ShipPlatform: true, ShipExtension: true}, NewQueue(1000, 1<<20, nil))
 		rec := httptest.NewRecorder()
 		l.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
 		if rec.Code != 200 && rec.Code != 400 {
@@ -256,7 +256,7 @@ func TestRestoreEventsCallOnRestore(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
-			q := NewQueue(100, 1<<20)
+			q := NewQueue(100, 1<<20, nil)
 			l := NewListener(ListenerConfig{ShipPlatform: true, OnRestore: func() { calls++ }}, q)
 			if code := post(l, http.MethodPost, tt.batch); code != 200 {
 				t.Fatalf("status %d", code)
@@ -291,7 +291,7 @@ func TestOddEventsDoNotCostTheBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(100, 1<<20)
+			q := NewQueue(100, 1<<20, nil)
 			l := NewListener(ListenerConfig{}, q)
 			if code := post(l, http.MethodPost, tt.body); code != tt.wantCode {
 				t.Fatalf("answered %d, want %d", code, tt.wantCode)
@@ -314,7 +314,7 @@ func TestOddEventsDoNotCostTheBatch(t *testing.T) {
 // A drop reported before a freeze must not end the next invocation's wait
 // at once: quiet counts from the wait's start at the earliest.
 func TestWaitRuntimeDoneQuietCountsFromTheWait(t *testing.T) {
-	l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20))
+	l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20, nil))
 	post(l, http.MethodPost, `[{"time":"2024-01-01T00:00:00.001Z","type":"platform.logsDropped","record":{"droppedBytes":1,"droppedRecords":1,"reason":"slow"}}]`)
 	time.Sleep(150 * time.Millisecond) // frozen between invocations
 	go func() {

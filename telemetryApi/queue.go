@@ -7,28 +7,37 @@ import (
 
 	"github.com/golang-collections/go-datastructures/queue"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/spill"
 )
 
-// Queue holds log entries between the listener and the dispatcher, bounded by
-// a number of entries and of bytes. When a bound is hit the oldest entries
-// are dropped and counted, so memory stays bounded however long Loki is away.
+// Queue holds log entries between the listener and the dispatcher. What it
+// keeps in memory is bounded by a number of entries and of bytes; past
+// them its oldest entries go to a spill file, when it has one with room,
+// or are dropped and counted, so memory stays bounded however long Loki is
+// away.
 //
 // Entries arrive one telemetry batch at a time, and each batch goes into the
 // go-datastructures queue as one item: one allocation per batch, not per
-// line. That queue cannot put an item back at its front, so the entries a
-// failed push returns, and the rest of a partly taken batch, wait in head,
-// which is always older than anything in batches.
+// line. The order is head, then the spill, then front, then those batches:
+// head holds what a failed push returned and the rest of a partly taken
+// batch or spill segment, which is older than anything spilled; front holds
+// a batch the spill could not take, older than the batches behind it.
 type Queue struct {
 	mu         sync.Mutex
 	head       []loki.Entry
+	front      []loki.Entry
 	batches    *queue.Queue // of []loki.Entry, oldest first
-	entries    int
+	entries    int          // in memory
 	bytes      int
 	maxEntries int
 	maxBytes   int
+	spill      *spill.Spill // nil: drop instead
 
-	dropped      int // since the last TakeDropped
-	droppedBytes int
+	// Counts since the last TakeDropped: dropped entries and their bytes,
+	// entries moved to the spill.
+	dropped, droppedBytes, spilled int
+	// spillErr is the last reason spilling failed, reported with the drops.
+	spillErr error
 
 	// backlog, when set by NotifyBacklog, is signalled by Put whenever at
 	// least backlogBytes are queued.
@@ -36,13 +45,15 @@ type Queue struct {
 	backlogBytes int
 }
 
-// NewQueue returns an empty queue bounded by maxEntries and maxBytes.
-func NewQueue(maxEntries, maxBytes int) *Queue {
-	return &Queue{batches: queue.New(64), maxEntries: maxEntries, maxBytes: maxBytes}
+// NewQueue returns an empty queue bounded by maxEntries and maxBytes in
+// memory. With a spill, entries past those bounds go there first.
+func NewQueue(maxEntries, maxBytes int, sp *spill.Spill) *Queue {
+	return &Queue{batches: queue.New(64), maxEntries: maxEntries, maxBytes: maxBytes, spill: sp}
 }
 
-// Put appends entries, dropping the oldest entries if the bounds are
-// exceeded. The queue keeps the slice: the caller must not reuse it.
+// Put appends entries, moving the oldest to the spill or dropping them if
+// the bounds are exceeded. The queue keeps the slice: the caller must not
+// reuse it.
 func (q *Queue) Put(entries []loki.Entry) {
 	if len(entries) == 0 {
 		return
@@ -64,9 +75,9 @@ func (q *Queue) Put(entries []loki.Entry) {
 }
 
 // NotifyBacklog returns a channel that receives a value (without blocking
-// Put; signals do not pile up) each time Put leaves at least bytes queued,
-// so that a full request's worth can be pushed without waiting for the end
-// of the invocation. Call it once, before the queue is used.
+// Put; signals do not pile up) each time Put leaves at least bytes queued
+// in memory, so that a full request's worth can be pushed without waiting
+// for the end of the invocation. Call it once, before the queue is used.
 func (q *Queue) NotifyBacklog(bytes int) <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -103,14 +114,17 @@ func (q *Queue) Take(max int) []loki.Entry {
 func (q *Queue) TakeUpTo(maxEntries, maxBytes int) []loki.Entry {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.entries == 0 || maxEntries <= 0 {
+	if maxEntries <= 0 {
 		return nil
 	}
-	out := make([]loki.Entry, 0, min(maxEntries, q.entries))
+	var out []loki.Entry
 	size := 0
 	for len(out) < maxEntries {
-		if len(q.head) == 0 && !q.popBatchIntoHead() {
+		if len(q.head) == 0 && !q.refillHead() {
 			break
+		}
+		if out == nil {
+			out = make([]loki.Entry, 0, min(maxEntries, len(q.head)))
 		}
 		n := 0
 		for n < min(maxEntries-len(out), len(q.head)) {
@@ -126,11 +140,11 @@ func (q *Queue) TakeUpTo(maxEntries, maxBytes int) []loki.Entry {
 		// rest of their batch waits; the lines now belong to the caller.
 		clear(q.head[:n])
 		q.head = q.head[n:]
+		q.entries -= n
 		if len(q.head) > 0 {
 			break // stopped by a bound
 		}
 	}
-	q.entries -= len(out)
 	q.bytes -= size
 	if len(q.head) == 0 {
 		q.head = nil // let the batch's backing array go
@@ -142,65 +156,194 @@ func (q *Queue) TakeUpTo(maxEntries, maxBytes int) []loki.Entry {
 func (q *Queue) Oldest() (time.Time, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if len(q.head) == 0 && !q.popBatchIntoHead() {
+	if len(q.head) == 0 && !q.refillHead() {
 		return time.Time{}, false
 	}
 	return q.head[0].Time, true
 }
 
-// Len is the number of entries queued.
+// Len is the number of entries queued, in memory and spilled.
 func (q *Queue) Len() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return q.entries
+	return q.entries + q.spilledLen()
 }
 
-// Bytes is the size of the entries queued, as Entry.Size counts it.
+// Bytes is the size of the entries queued, in memory as Entry.Size counts
+// it, and spilled as their files hold them.
 func (q *Queue) Bytes() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.spill != nil {
+		return q.bytes + int(q.spill.Bytes())
+	}
 	return q.bytes
 }
 
-// TakeDropped returns how many entries, and bytes, were dropped for the
-// bounds since the last call, and resets the counts.
-func (q *Queue) TakeDropped() (entries, bytes int) {
+// Spilled is the number of entries waiting in the spill file.
+func (q *Queue) Spilled() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	entries, bytes = q.dropped, q.droppedBytes
-	q.dropped, q.droppedBytes = 0, 0
-	return entries, bytes
+	return q.spilledLen()
 }
 
-// popBatchIntoHead moves the oldest batch into head; head must be empty.
-func (q *Queue) popBatchIntoHead() bool {
+func (q *Queue) spilledLen() int {
+	if q.spill == nil {
+		return 0
+	}
+	return q.spill.Len()
+}
+
+// TakeDropped returns how many entries, and bytes, were dropped, and how
+// many moved to the spill, since the last call, and resets the counts.
+func (q *Queue) TakeDropped() (entries, bytes, spilled int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	entries, bytes, spilled = q.dropped, q.droppedBytes, q.spilled
+	q.dropped, q.droppedBytes, q.spilled = 0, 0, 0
+	return entries, bytes, spilled
+}
+
+// SpillErr returns, once, why spilling last failed (full, or the disk
+// refused), so that drops are logged with their reason.
+func (q *Queue) SpillErr() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	err := q.spillErr
+	q.spillErr = nil
+	return err
+}
+
+// Close drops everything queued, in memory and spilled, and removes the
+// spill's files. It returns how many entries were still queued.
+func (q *Queue) Close() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	left := q.entries + q.spilledLen()
+	if q.spill != nil {
+		_ = q.spill.Close()
+	}
+	return left
+}
+
+// refillHead moves the next oldest entries into head, which must be empty:
+// a segment of the spill, else front, else the oldest batch.
+func (q *Queue) refillHead() bool {
+	if q.spilledLen() > 0 {
+		entries, lost, err := q.spill.ReadOldest()
+		if lost > 0 {
+			q.dropped += lost
+			q.spillErr = err
+		}
+		if len(entries) > 0 {
+			q.head = entries
+			q.entries += len(entries)
+			q.bytes += sizeOf(entries)
+			return true
+		}
+	}
+	if len(q.front) > 0 {
+		q.head, q.front = q.front, nil
+		return true
+	}
+	if batch, ok := q.popBatch(); ok {
+		q.head = batch
+		return true
+	}
+	return false
+}
+
+// popBatch takes the oldest batch out of batches.
+func (q *Queue) popBatch() ([]loki.Entry, bool) {
 	if q.batches.Len() == 0 {
-		return false
+		return nil, false
 	}
 	// Get blocks only on an empty queue, and only this type takes from it,
 	// under q.mu, after checking Len.
 	items, err := q.batches.Get(1)
 	if err != nil || len(items) == 0 {
+		return nil, false
+	}
+	batch, _ := items[0].([]loki.Entry)
+	return batch, true
+}
+
+func (q *Queue) over() bool { return q.entries > q.maxEntries || q.bytes > q.maxBytes }
+
+// enforceBounds brings memory back within both bounds: the oldest entries
+// in memory that may follow what is spilled go to the spill while it takes
+// them, and what it does not take is dropped, oldest first.
+func (q *Queue) enforceBounds() {
+	for q.over() && q.spill != nil && !q.spill.Full() {
+		switch {
+		case len(q.head) > 0 && len(q.front) == 0 && q.spill.Len() == 0:
+			// Nothing is spilled yet: head may go first, keeping the order.
+			if !q.spillOut(q.head) {
+				q.dropOldest()
+				return
+			}
+			q.head = nil
+		case len(q.front) > 0:
+			if !q.spillOut(q.front) {
+				q.dropOldest()
+				return
+			}
+			q.front = nil
+		default:
+			batch, ok := q.popBatch()
+			if !ok {
+				q.dropOldest()
+				return
+			}
+			if !q.spillOut(batch) {
+				q.front = batch
+				q.dropOldest()
+				return
+			}
+		}
+	}
+	q.dropOldest()
+}
+
+// spillOut writes entries (taken from memory) to the spill; false when it
+// does not take them, the reason kept for SpillErr.
+func (q *Queue) spillOut(entries []loki.Entry) bool {
+	if err := q.spill.Write(entries); err != nil {
+		q.spillErr = err
 		return false
 	}
-	q.head, _ = items[0].([]loki.Entry)
+	q.entries -= len(entries)
+	q.bytes -= sizeOf(entries)
+	q.spilled += len(entries)
 	return true
 }
 
-// enforceBounds drops the oldest entries until both bounds hold.
-func (q *Queue) enforceBounds() {
-	for q.entries > q.maxEntries || q.bytes > q.maxBytes {
-		if len(q.head) == 0 && !q.popBatchIntoHead() {
-			return
+// dropOldest drops the oldest entries in memory until both bounds hold:
+// head's, then front's, then the batches'.
+func (q *Queue) dropOldest() {
+	for q.over() {
+		from := &q.head
+		if len(q.head) == 0 {
+			if len(q.front) == 0 {
+				batch, ok := q.popBatch()
+				if !ok {
+					return
+				}
+				q.front = batch
+			}
+			from = &q.front
 		}
-		for len(q.head) > 0 && (q.entries > q.maxEntries || q.bytes > q.maxBytes) {
-			size := q.head[0].Size()
-			q.head[0] = loki.Entry{} // release the line
-			q.head = q.head[1:]
+		for len(*from) > 0 && q.over() {
+			size := (*from)[0].Size()
+			(*from)[0] = loki.Entry{} // release the line
+			*from = (*from)[1:]
 			q.entries--
 			q.bytes -= size
 			q.dropped++
 			q.droppedBytes += size
+		}
+		if len(*from) == 0 {
+			*from = nil
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 	entry := func(s string) loki.Entry { return loki.Entry{Line: s} }
 	big := strings.Repeat("b", 100)
+	ov := loki.Entry{}.Size() // what an entry counts beyond its line
 	tests := []struct {
 		name        string
 		batches     [][]loki.Entry
@@ -22,15 +23,15 @@ func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 		want        int
 		wantBytesIn int // bytes left queued
 	}{
-		{"entries bound", [][]loki.Entry{lines("a", 5)}, 3, 1 << 20, 3, 2 * (2 + 32)},
-		{"bytes bound inside a batch", [][]loki.Entry{{entry(big), entry(big), entry(big)}}, 10, 2 * (100 + 32), 2, 132},
-		{"bytes bound across batches", [][]loki.Entry{{entry(big)}, {entry(big)}, {entry(big)}}, 10, 2*132 + 10, 2, 132},
-		{"one entry larger than the bound", [][]loki.Entry{{entry(big), entry("x")}}, 10, 10, 1, 33},
+		{"entries bound", [][]loki.Entry{lines("a", 5)}, 3, 1 << 20, 3, 2 * (2 + ov)},
+		{"bytes bound inside a batch", [][]loki.Entry{{entry(big), entry(big), entry(big)}}, 10, 2 * (100 + ov), 2, 100 + ov},
+		{"bytes bound across batches", [][]loki.Entry{{entry(big)}, {entry(big)}, {entry(big)}}, 10, 2*(100+ov) + 10, 2, 100 + ov},
+		{"one entry larger than the bound", [][]loki.Entry{{entry(big), entry("x")}}, 10, 10, 1, 1 + ov},
 		{"everything fits", [][]loki.Entry{lines("a", 2), lines("b", 2)}, 10, 1 << 20, 4, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(1000, 1<<20)
+			q := NewQueue(1000, 1<<20, nil)
 			total := 0
 			for _, b := range tt.batches {
 				total += len(b)
@@ -50,8 +51,8 @@ func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 }
 
 func TestQueueBacklogSignal(t *testing.T) {
-	q := NewQueue(1000, 1<<20)
-	backlog := q.NotifyBacklog(10 * (2 + 32))
+	q := NewQueue(1000, 1<<20, nil)
+	backlog := q.NotifyBacklog(10 * (2 + loki.Entry{}.Size()))
 	signalled := func() bool {
 		select {
 		case <-backlog:
@@ -91,19 +92,19 @@ func (p *blockingPusher) Push(_ context.Context, entries []loki.Entry) loki.Resu
 // A flush waiting for one in progress gives up when its own budget ends:
 // a background push must not stretch the time before /next.
 func TestDispatcherWaitForAFlushInProgressIsBounded(t *testing.T) {
-	q := NewQueue(1000, 1<<20)
+	q := NewQueue(1000, 1<<20, nil)
 	p := &blockingPusher{started: make(chan struct{}), release: make(chan struct{})}
-	d := NewDispatcher(q, p, 1)
+	d := NewDispatcher(q, p, DispatcherConfig{})
 	q.Put(lines("a", 3))
 	done := make(chan FlushReport)
-	go func() { done <- d.Flush(context.Background(), false) }()
+	go func() { done <- d.Flush(context.Background(), FlushWindow) }()
 	<-p.started
 	q.Put(lines("b", 2))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	rep := d.Flush(ctx, true)
+	rep := d.Flush(ctx, FlushDrain)
 	if took := time.Since(start); took > time.Second || !errors.Is(rep.Err, context.DeadlineExceeded) || rep.Remaining != 2 || rep.Delivered != 0 {
 		t.Fatalf("waited %s: %+v", took, rep)
 	}

@@ -36,7 +36,7 @@ func equal(a, b []string) bool {
 }
 
 func TestQueueKeepsOrderAcrossBatchesAndPartialTakes(t *testing.T) {
-	q := NewQueue(100, 1<<20)
+	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("a", 3))
 	q.Put(lines("b", 2))
 	if got := texts(q.Take(2)); !equal(got, []string{"a0", "a1"}) {
@@ -51,7 +51,7 @@ func TestQueueKeepsOrderAcrossBatchesAndPartialTakes(t *testing.T) {
 }
 
 func TestQueueRequeueGoesFirst(t *testing.T) {
-	q := NewQueue(100, 1<<20)
+	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("new", 2))
 	q.Requeue(lines("old", 2))
 	if got := texts(q.Take(10)); !equal(got, []string{"old0", "old1", "new0", "new1"}) {
@@ -74,16 +74,16 @@ func TestQueueBoundsDropOldestAndCount(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(tt.maxEntries, tt.maxBytes)
+			q := NewQueue(tt.maxEntries, tt.maxBytes, nil)
 			q.Put(lines("b", tt.put))
-			dropped, droppedBytes := q.TakeDropped()
+			dropped, droppedBytes, _ := q.TakeDropped()
 			if q.Len() != tt.wantLen || dropped != tt.wantDropped || droppedBytes != tt.wantDropped*one {
 				t.Fatalf("len %d dropped %d (%d bytes)", q.Len(), dropped, droppedBytes)
 			}
 			if got := q.Take(1); got[0].Line != tt.wantFirst {
 				t.Fatalf("oldest left is %q, want %q", got[0].Line, tt.wantFirst)
 			}
-			if d, _ := q.TakeDropped(); d != 0 {
+			if d, _, _ := q.TakeDropped(); d != 0 {
 				t.Fatalf("TakeDropped did not reset: %d", d)
 			}
 		})
@@ -91,7 +91,7 @@ func TestQueueBoundsDropOldestAndCount(t *testing.T) {
 }
 
 func TestQueueRequeueBeyondBoundDropsTheRequeued(t *testing.T) {
-	q := NewQueue(3, 1<<20)
+	q := NewQueue(3, 1<<20, nil)
 	q.Put(lines("new", 2))
 	q.Requeue(lines("old", 2))
 	if got := texts(q.Take(10)); !equal(got, []string{"old1", "new0", "new1"}) {

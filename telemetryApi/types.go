@@ -52,8 +52,17 @@ type RuntimeDoneMetrics struct {
 
 // Start is the record of platform.start.
 type Start struct {
-	RequestID string `json:"requestId"`
-	Version   string `json:"version,omitempty"`
+	RequestID string        `json:"requestId"`
+	Version   string        `json:"version,omitempty"`
+	Tracing   *TraceContext `json:"tracing,omitempty"`
+}
+
+// TraceContext is the trace of an invocation under active tracing: Type is
+// X-Amzn-Trace-Id and Value the X-Ray trace header.
+type TraceContext struct {
+	SpanID string `json:"spanId,omitempty"`
+	Type   string `json:"type"`
+	Value  string `json:"value"`
 }
 
 // Report is the record of platform.report, sent after an invocation ends.

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
+	"github.com/sirupsen/logrus"
+)
+
+// totals add up the flushes over the extension's life; the background
+// flusher and the lifecycle both report.
+type totals struct {
+	mu                                                          sync.Mutex
+	delivered, rejected, unconfirmed, dropped, spilled, truncated int
+}
+
+func (t *totals) add(rep telemetryApi.FlushReport) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.delivered += rep.Delivered
+	t.rejected += rep.Rejected
+	t.unconfirmed += rep.Unconfirmed
+	t.dropped += rep.Dropped
+	t.spilled += rep.Spilled
+	t.truncated += rep.Truncated
+}
+
+func (t *totals) fields() logrus.Fields {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return logrus.Fields{
+		"delivered": t.delivered, "rejected": t.rejected, "unconfirmed": t.unconfirmed,
+		"dropped": t.dropped, "spilled": t.spilled, "truncated": t.truncated,
+	}
+}
+
+// report logs one flush: quietly when all went well, once per window with
+// the reason when lines were rejected, requeued or dropped, and once each
+// way when Loki goes away and comes back.
+func (x *extension) report(window string, rep telemetryApi.FlushReport) {
+	x.totals.add(rep)
+	log := x.log.WithFields(logrus.Fields{
+		"window": window, "delivered": rep.Delivered, "queued": rep.Remaining,
+		"requests": rep.Requests, "retries": rep.Retries, "took": rep.Took.Round(time.Microsecond).String(),
+	})
+	switch {
+	case rep.OutageBegan:
+		log.WithError(rep.Err).Warnf("Loki is unavailable; %d lines wait, pushed in the background until it answers: invocations are not held for it meanwhile", rep.Remaining)
+	case rep.OutageEnded:
+		log.Infof("Loki is back after %s; what waited is delivered, and pushes before /next resume", rep.OutageLasted.Round(time.Millisecond))
+	case rep.Requeued > 0 && rep.Outage:
+		log.WithError(rep.Err).Debug("Loki is still unavailable")
+	case rep.Requeued > 0:
+		log.WithError(rep.Err).Warnf("%d lines could not be delivered in this window; they stay queued for the next one", rep.Requeued)
+	}
+	if rep.Spilled > 0 {
+		log.Debugf("moved %d lines to the spill file: the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them",
+			rep.Spilled, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes)
+	}
+	if rep.Dropped > 0 {
+		why := "there is no spill file (QUEUE_SPILL_MAX_BYTES=0, or QUEUE_SPILL_DIR not writable)"
+		if err := x.queue.SpillErr(); err != nil {
+			why = "the spill file could not take them: " + err.Error()
+		}
+		log.Warnf("dropped the %d oldest lines (%d bytes): the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them, and %s",
+			rep.Dropped, rep.DroppedBytes, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes, why)
+	}
+	if rep.Rejected > 0 {
+		log := log.WithError(rep.RejectErr)
+		if errors.Is(rep.RejectErr, loki.ErrUnauthorized) {
+			log = log.WithField("hint", "check LOKI_USERNAME, LOKI_PASSWORD, LOKI_BEARER_TOKEN and LOKI_TENANT_ID")
+		}
+		log.Errorf("Loki rejected %d lines; they are not retried", rep.Rejected)
+	}
+	if rep.Unconfirmed > 0 {
+		log.WithError(rep.RejectErr).Warnf("Loki refused some of %d lines without saying how many; it stores the valid ones, the others are not retried", rep.Unconfirmed)
+	}
+	if rep.Truncated > 0 {
+		log.Infof("truncated %d lines longer than LOKI_MAX_LINE_BYTES=%d", rep.Truncated, x.cfg.Loki.MaxLineBytes)
+	}
+	// Not at SHUTDOWN, where a line per flush would, with SHIP_EXTENSION_LOGS,
+	// come back as a line to push and keep the drain from ever going quiet.
+	if rep.Requests > 0 && window != "shutdown" {
+		log.Debug("flushed")
+	}
+}
+
+// summarize logs the shutdown summary: what the extension's life delivered,
+// and the lines left undelivered at the deadline, which are lost.
+func (x *extension) summarize(reason string, start time.Time, left int) {
+	fields := x.totals.fields()
+	fields["reason"] = reason
+	fields["took"] = time.Since(start).Round(time.Millisecond).String()
+	fields["lambdaDropped"] = x.listener.Stats().LambdaDropped
+	if left > 0 {
+		fields["lost"] = left
+		x.log.WithFields(fields).Errorf("shutting down with %d lines undelivered: Loki could not take them before the shutdown deadline", left)
+		return
+	}
+	x.log.WithFields(fields).Info("shut down")
+}

@@ -1,0 +1,185 @@
+package telemetryApi
+
+import (
+	"slices"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/sirupsen/logrus"
+)
+
+// handle queues the batch's lines and signals platform events, in order: the
+// lines an invocation wrote are queued before its runtimeDone is signalled.
+func (l *Listener) handle(events []Event, received time.Time) {
+	l.batchMu.Lock()
+	defer l.batchMu.Unlock()
+	var p pending
+	flush := func() {
+		if entries := p.take(); len(entries) > 0 {
+			l.lines.Add(int64(len(entries)))
+			l.stamps.stamp(entries)
+			l.queue.Put(entries)
+		}
+	}
+	for i := range events {
+		ev := &events[i]
+		room := len(events) - i
+		switch ev.Type {
+		case TypeFunction:
+			p.add(l.lineEntry(ev, loki.StreamFunction, received), room)
+		case TypeExtension:
+			if l.cfg.ShipExtension {
+				p.add(l.lineEntry(ev, loki.StreamExtension, received), room)
+			}
+		case TypePlatformStart:
+			var s Start
+			if !l.decodeRecord(ev, &s) || s.RequestID == "" {
+				continue
+			}
+			id := l.invocations.start(s, l.cfg.Concurrent)
+			l.done.start(id)
+			if l.cfg.ShipPlatform {
+				p.add(l.platformEntry(ev, received, startLine(s), id), room)
+			}
+		case TypePlatformRuntimeDone:
+			var rd RuntimeDone
+			// A field of an unexpected type must not cost the signal the
+			// lifecycle waits for: the request ID is what counts.
+			if !l.decodeRecord(ev, &rd) && rd.RequestID == "" {
+				continue
+			}
+			rd.RequestID = l.invocations.intern(rd.RequestID)
+			if rd.Status != "" && rd.Status != "success" {
+				e := l.platformEntry(ev, received, failureLine(rd), rd.RequestID)
+				e.Stream = loki.StreamFunction
+				p.add(e, room)
+			}
+			if l.cfg.ShipPlatform {
+				p.add(l.platformEntry(ev, received, endLine(rd), rd.RequestID), room)
+			}
+			flush()
+			l.invocations.end(rd.RequestID)
+			l.done.signal(rd)
+		case TypePlatformReport:
+			var rep Report
+			if l.cfg.ShipPlatform && l.decodeRecord(ev, &rep) {
+				p.add(l.platformEntry(ev, received, reportLine(rep), l.invocations.intern(rep.RequestID)), room)
+			}
+		case TypePlatformLogsDropped:
+			var d LogsDropped
+			if l.decodeRecord(ev, &d) {
+				l.lambdaDropped.Add(d.DroppedRecords)
+				l.done.dropped(received)
+				l.cfg.Log.WithFields(logrus.Fields{"droppedRecords": d.DroppedRecords, "droppedBytes": d.DroppedBytes}).
+					Warnf("Lambda dropped log records before they reached the extension: %s", d.Reason)
+			}
+		case TypePlatformRestoreStart:
+			// Sandboxes restored from one snapshot must not share the offset
+			// drawn before it.
+			l.stamps.resalt()
+			if l.cfg.OnRestore != nil {
+				l.cfg.OnRestore()
+			}
+		default:
+			// Other platform events (init, extension, subscription, restore
+			// reports, and types added after this was written) carry
+			// nothing the extension ships.
+		}
+	}
+	flush()
+}
+
+// lineEntry turns a function or extension record into an entry of the
+// invocation it belongs to: the one its JSON record names, or else the one
+// running when it was written.
+func (l *Listener) lineEntry(ev *Event, stream loki.StreamType, received time.Time) loki.Entry {
+	e, requestID := recordEntry(ev, stream, received)
+	if requestID != "" {
+		e.RequestID = l.invocations.intern(requestID)
+	} else {
+		e.RequestID = l.invocations.current
+	}
+	e.TraceID = l.invocations.traceOf(e.RequestID)
+	return e
+}
+
+// pending collects a batch's entries until the platform event they must be
+// queued before.
+type pending struct {
+	entries []loki.Entry
+}
+
+func (p *pending) add(e loki.Entry, room int) {
+	if p.entries == nil {
+		p.entries = make([]loki.Entry, 0, room)
+	}
+	p.entries = append(p.entries, e)
+}
+
+// take returns the entries collected so far and starts anew. The queue may
+// keep them for as long as Loki is away, and it counts only their own bytes:
+// a slice much shorter than its array (a batch split by many runtimeDones)
+// is copied, so that no mostly empty array stays alive behind a few lines.
+func (p *pending) take() []loki.Entry {
+	out := p.entries
+	p.entries = nil
+	if cap(out) > 2*len(out)+8 {
+		out = slices.Clone(out)
+	}
+	return out
+}
+
+// invocations follows which invocation the lines belong to. Text records
+// carry no request ID: outside Managed Instances one invocation runs at a
+// time, and a line belongs to the one whose platform.start came last. Trace
+// IDs are remembered by request, for platform lines and JSON records that
+// name their own request. Request IDs are interned, so that the entries of
+// an invocation share one string instead of holding one each.
+type invocations struct {
+	current string
+	// recent maps recent request IDs to the interned ID and its trace ID
+	// ("" without tracing).
+	recent map[string]invocation
+}
+
+type invocation struct{ requestID, traceID string }
+
+// start records a platform.start and returns its interned request ID.
+func (inv *invocations) start(s Start, concurrent bool) string {
+	if inv.recent == nil || len(inv.recent) >= maxTracked {
+		inv.recent = make(map[string]invocation)
+	}
+	var trace string
+	if s.Tracing != nil {
+		trace, _ = TraceIDFromXRay(s.Tracing.Value)
+	}
+	inv.recent[s.RequestID] = invocation{s.RequestID, trace}
+	if !concurrent {
+		inv.current = s.RequestID
+	}
+	return s.RequestID
+}
+
+// end records the runtimeDone of requestID: lines that follow belong to no
+// invocation until the next platform.start.
+func (inv *invocations) end(requestID string) {
+	if inv.current == requestID {
+		inv.current = ""
+	}
+}
+
+// intern returns the string already held for requestID, if any.
+func (inv *invocations) intern(requestID string) string {
+	if known, ok := inv.recent[requestID]; ok {
+		return known.requestID
+	}
+	return requestID
+}
+
+// traceOf returns the trace ID of a recent invocation, or "".
+func (inv *invocations) traceOf(requestID string) string {
+	if requestID == "" {
+		return ""
+	}
+	return inv.recent[requestID].traceID
+}
