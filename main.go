@@ -93,6 +93,7 @@ func run() int {
 	}
 	log.WithFields(logrus.Fields{"version": version, "name": name}).Debug("registered")
 
+	cfg, cfgErr = loadSecrets(ctx, os.LookupEnv, cfg, cfgErr, log)
 	if cfgErr != nil {
 		return degrade(ctx, cfg.Strict, ext, log, "Extension.ConfigInvalid", cfgErr)
 	}

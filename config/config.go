@@ -121,6 +121,9 @@ type Config struct {
 	// Strict reports a configuration error to Lambda with /extension/init/error
 	// instead of running degraded.
 	Strict bool
+	// SecretsTimeout bounds fetching the settings kept in Secrets Manager
+	// or Parameter Store (SECRETS_TIMEOUT_MS).
+	SecretsTimeout time.Duration
 }
 
 // Defaults, documented in the README's configuration table.
@@ -139,6 +142,7 @@ const (
 	DefaultTelemetryTimeoutMs   = 25
 	DefaultAdaptiveInterval     = 1000 * time.Millisecond
 	DefaultManagedFlushInterval = 1000 * time.Millisecond
+	DefaultSecretsTimeout       = 2000 * time.Millisecond
 )
 
 // Limits Lambda puts on the subscription's buffering (contract §2.1).
@@ -193,6 +197,8 @@ func Load(lookup LookupFunc) (Config, error) {
 		// The queue would drop its oldest lines before the batch is ever full.
 		r.fail("DISPATCH_MIN_BATCH_SIZE", "must be at most half of QUEUE_MAX_ENTRIES (%d), got %d", cfg.QueueMaxEntries/2, cfg.DispatchMinBatchSize)
 	}
+	// At most 9 s: Lambda allows 10 s for the whole init.
+	cfg.SecretsTimeout = r.millis("SECRETS_TIMEOUT_MS", DefaultSecretsTimeout, 100, 9000)
 	cfg.ShipPlatformLogs = r.boolean("SHIP_PLATFORM_LOGS", false)
 	cfg.ShipExtensionLogs = r.boolean("SHIP_EXTENSION_LOGS", false)
 	cfg.Filter = r.filter()

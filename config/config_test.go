@@ -39,7 +39,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"not strict", !cfg.Strict},
 		{"platform and extension lines off", !cfg.ShipPlatformLogs && !cfg.ShipExtensionLogs},
 		{"queue bounds", cfg.QueueMaxEntries == DefaultQueueMaxEntries && cfg.QueueMaxBytes == DefaultQueueMaxBytes},
-		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == loki.DefaultRequestTimeout},
+		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == loki.DefaultRequestTimeout && cfg.SecretsTimeout == DefaultSecretsTimeout},
 		{"structured metadata on", !cfg.Loki.NoStructuredMetadata},
 	}
 	for _, c := range checks {
@@ -57,7 +57,7 @@ func TestLoadValues(t *testing.T) {
 		"DISPATCH_MIN_BATCH_SIZE", "10", "FLUSH_STRATEGY", "periodic,250", "LOG_LEVEL", "debug",
 		"TELEMETRY_MAX_ITEMS", "10000", "TELEMETRY_MAX_BYTES", "1048576", "TELEMETRY_TIMEOUT_MS", "100",
 		"TELEMETRY_LISTENER_PORT", "4400", "STRICT_CONFIG", "true", "SHIP_PLATFORM_LOGS", "1",
-		"AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances", "AWS_SAM_LOCAL", "true",
+		"AWS_LAMBDA_INITIALIZATION_TYPE", "lambda-managed-instances", "AWS_SAM_LOCAL", "true", "SECRETS_TIMEOUT_MS", "500",
 		"LOKI_STRUCTURED_METADATA", "false",
 	))
 	if err != nil {
@@ -67,7 +67,7 @@ func TestLoadValues(t *testing.T) {
 		cfg.Loki.Labels["env"] != "prod" || cfg.Loki.Labels["team"] != "payments" || !cfg.Loki.LevelLabel ||
 		cfg.DispatchMinBatchSize != 10 || cfg.Flush != (FlushStrategy{FlushPeriodic, 250 * time.Millisecond}) || cfg.LogLevel != logrus.DebugLevel ||
 		cfg.Buffering != (Buffering{10000, 1048576, 100}) || cfg.ListenerPort != 4400 || !cfg.Strict || !cfg.ShipPlatformLogs ||
-		!cfg.ManagedInstances || !cfg.SAMLocal || !cfg.Loki.NoStructuredMetadata {
+		!cfg.ManagedInstances || !cfg.SAMLocal || !cfg.Loki.NoStructuredMetadata || cfg.SecretsTimeout != 500*time.Millisecond {
 		t.Errorf("%+v", cfg)
 	}
 	if cfg, _ := Load(env("LOKI_IP", "10.0.0.5:8080", "FLUSH_STRATEGY", "Adaptive")); cfg.Loki.URL != "http://10.0.0.5:8080/api/prom/push" || cfg.Flush.Mode != FlushAdaptive {
@@ -109,6 +109,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"label given twice", []string{"LOKI_IP", "x", "LOKI_LABELS", "env=a,env=b"}, "LOKI_LABELS", `"env" is given twice`},
 		{"reserved label name", []string{"LOKI_IP", "x", "LOKI_LABELS", "__name__=x"}, "LOKI_LABELS", `"__name__" is invalid`},
 		{"password without user", []string{"LOKI_IP", "x", "LOKI_PASSWORD", "p"}, "LOKI_USERNAME", "LOKI_PASSWORD"},
+		{"secrets timeout beyond the init's 10 s", []string{"LOKI_IP", "x", "SECRETS_TIMEOUT_MS", "10000"}, "SECRETS_TIMEOUT_MS", "between 100 and 9000"},
 		{"token and basic auth", []string{"LOKI_IP", "x", "LOKI_USERNAME", "u", "LOKI_BEARER_TOKEN", "t"}, "LOKI_BEARER_TOKEN", "choose one"},
 		{"IP with a query", []string{"LOKI_IP", "host?x"}, "LOKI_IP", "'?'"},
 		{"IP with a fragment", []string{"LOKI_IP", "host#x"}, "LOKI_IP", "'#'"},

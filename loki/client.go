@@ -56,6 +56,17 @@ type Config struct {
 	NoStructuredMetadata bool
 	// Transport replaces the HTTP transport, for tests.
 	Transport http.RoundTripper
+	// Reauth, when set, is asked for new credentials when Loki answers 401
+	// or 403: they may have been rotated where they are kept. It reports
+	// false when it has nothing new (it decides how often to look);
+	// otherwise the request is retried at once with what it returned.
+	// It runs inside Push.
+	Reauth func(ctx context.Context) (Credentials, bool)
+}
+
+// Credentials are the settings that authenticate a push, as in Config.
+type Credentials struct {
+	URL, Username, Password, BearerToken string
 }
 
 // Defaults for Config's zero values: a request timeout short against a
@@ -164,34 +175,17 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
-	u, err := ParsePushURL(cfg.URL)
-	if err != nil {
-		return nil, fmt.Errorf("push URL: %w", err)
-	}
-	if u.User != nil {
-		if cfg.Username == "" && cfg.BearerToken == "" {
-			cfg.Username = u.User.Username()
-			cfg.Password, _ = u.User.Password()
-		}
-		u.User = nil
+	c := &Client{cfg: cfg, levelLabels: map[levelKey]string{}}
+	if err := c.setCredentials(Credentials{URL: cfg.URL, Username: cfg.Username, Password: cfg.Password, BearerToken: cfg.BearerToken}); err != nil {
+		return nil, err
 	}
 	if err := ValidateHeaderValue(cfg.TenantID); err != nil {
 		return nil, fmt.Errorf("tenant ID: %w", err)
-	}
-	if err := ValidateHeaderValue(cfg.BearerToken); err != nil {
-		return nil, fmt.Errorf("bearer token: %w", err)
 	}
 	for name, value := range cfg.Labels {
 		if err := ValidateLabel(name, value); err != nil {
 			return nil, fmt.Errorf("labels: %w", err)
 		}
-	}
-	c := &Client{cfg: cfg, url: u.String(), redacted: redactURL(u), levelLabels: map[levelKey]string{}}
-	switch {
-	case cfg.BearerToken != "":
-		c.auth = "Bearer " + cfg.BearerToken
-	case cfg.Username != "" || cfg.Password != "":
-		c.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cfg.Username+":"+cfg.Password))
 	}
 	for _, s := range []StreamType{StreamFunction, StreamPlatform, StreamExtension} {
 		c.streamLabels[s] = c.buildLabels(s, "")
@@ -271,6 +265,45 @@ func LoadCAs(file string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("the CA file %s holds no PEM certificate", file)
 	}
 	return pool, nil
+}
+
+// setCredentials sets the push URL and the Authorization header. Userinfo
+// in the URL is basic auth unless a username or a token is given. Its
+// errors never repeat a credential.
+func (c *Client) setCredentials(cr Credentials) error {
+	u, err := ParsePushURL(cr.URL)
+	if err != nil {
+		return fmt.Errorf("push URL: %w", err)
+	}
+	if u.User != nil {
+		if cr.Username == "" && cr.BearerToken == "" {
+			cr.Username = u.User.Username()
+			cr.Password, _ = u.User.Password()
+		}
+		u.User = nil
+	}
+	if err := ValidateHeaderValue(cr.BearerToken); err != nil {
+		return fmt.Errorf("bearer token: %w", err)
+	}
+	c.url, c.redacted = u.String(), redactURL(u)
+	switch {
+	case cr.BearerToken != "":
+		c.auth = "Bearer " + cr.BearerToken
+	case cr.Username != "" || cr.Password != "":
+		c.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cr.Username+":"+cr.Password))
+	default:
+		c.auth = ""
+	}
+	return nil
+}
+
+// reauth asks Config.Reauth for new credentials and takes them.
+func (c *Client) reauth(ctx context.Context) bool {
+	if c.cfg.Reauth == nil {
+		return false
+	}
+	cr, ok := c.cfg.Reauth(ctx)
+	return ok && c.setCredentials(cr) == nil
 }
 
 // CloseIdleConnections drops kept-alive connections, which do not survive a
@@ -407,6 +440,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 	// lastErr becomes the result's error only if the request ends undelivered:
 	// a transient failure followed by success is no error.
 	var lastErr error
+	reauthed := false
 	giveUp := func() bool {
 		res.TimedOut = errors.Is(lastErr, context.DeadlineExceeded) || lastErr == nil
 		if lastErr == nil {
@@ -449,6 +483,10 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 			// POST body to wherever it points, and retrying cannot help.
 			return reject(len(entries), fmt.Errorf("pushing to %s: Loki answered %d, a redirect to %s: the push URL must be the final one",
 				c.redacted, status, redactLocation(header.Get("Location"))))
+		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden) && !reauthed && c.reauth(ctx):
+			// New credentials (a rotated secret): try them at once, once.
+			reauthed = true
+			continue
 		case err == nil && (status == http.StatusUnauthorized || status == http.StatusForbidden):
 			return reject(len(entries), fmt.Errorf("pushing to %s: %w (%d %s)", c.redacted, ErrUnauthorized, status, shortMessage(msg)))
 		case err == nil && status == http.StatusBadRequest:

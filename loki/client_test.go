@@ -516,3 +516,70 @@ func TestRequestsStayWithinTheirBound(t *testing.T) {
 		t.Fatalf("%d requests: the bound was not exercised", len(f.pushes))
 	}
 }
+
+// A 401 or 403 asks Reauth for new credentials once per request: with new
+// ones the request is retried at once and nothing is lost; without, the
+// entries are rejected as before.
+func TestReauthOnAuthFailure(t *testing.T) {
+	tests := []struct {
+		name        string
+		refuse      int // status for the old credentials
+		reauth      func(url string) (Credentials, bool)
+		wantAuth    string // the only Authorization the server accepts
+		delivered   bool
+		wantReauths int
+		wantReqs    int
+	}{
+		{"rotated password", 401, func(u string) (Credentials, bool) { return Credentials{URL: u, Username: "u", Password: "new"}, true },
+			"Basic dTpuZXc=", true, 1, 2},
+		{"rotated token, 403", 403, func(u string) (Credentials, bool) { return Credentials{URL: u, BearerToken: "new-token"}, true },
+			"Bearer new-token", true, 1, 2},
+		{"rotated URL with userinfo", 401, func(u string) (Credentials, bool) {
+			return Credentials{URL: strings.Replace(u, "http://", "http://u:new@", 1)}, true
+		}, "Basic dTpuZXc=", true, 1, 2},
+		{"nothing new", 401, func(string) (Credentials, bool) { return Credentials{}, false }, "Basic dTpuZXc=", false, 1, 1},
+		{"new ones refused too", 401, func(u string) (Credentials, bool) { return Credentials{URL: u, Username: "u", Password: "newer"}, true },
+			"Basic dTpuZXc=", false, 1, 2},
+		{"new URL unusable", 401, func(string) (Credentials, bool) { return Credentials{URL: "ftp://x"}, true }, "Basic dTpuZXc=", false, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeLoki{}
+			handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Header.Get("Authorization") != tt.wantAuth {
+					http.Error(w, "unauthorized", tt.refuse)
+					return
+				}
+				f.ServeHTTP(w, r)
+			})
+			reauths := 0
+			var pushURL string
+			c, srv := newClient(t, handler, func(cfg *Config) {
+				cfg.Username, cfg.Password = "u", "old"
+				cfg.Reauth = func(context.Context) (Credentials, bool) {
+					reauths++
+					return tt.reauth(pushURL)
+				}
+			})
+			pushURL = srv.URL + "/api/prom/push"
+			res := c.Push(t.Context(), []Entry{{Time: t0, Line: "a"}, {Time: t0.Add(time.Millisecond), Line: "b"}})
+			if reauths != tt.wantReauths || res.Requests != tt.wantReqs {
+				t.Fatalf("%d reauths and %d requests, want %d and %d", reauths, res.Requests, tt.wantReauths, tt.wantReqs)
+			}
+			if tt.delivered {
+				if res.Delivered != 2 || res.Rejected != 0 || res.Err != nil || len(f.all()) != 1 {
+					t.Fatalf("result %+v", res)
+				}
+				return
+			}
+			if res.Rejected != 2 || res.Delivered != 0 || !strings.Contains(fmt.Sprint(res.Err), "authentication failed") {
+				t.Fatalf("result %+v", res)
+			}
+			for _, s := range []string{"old", "new", "dTpu"} {
+				if strings.Contains(res.Err.Error(), ":"+s) || strings.Contains(res.Err.Error(), s+"@") {
+					t.Fatalf("error %v holds credentials", res.Err)
+				}
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bufio"
 	"context"
 	"fmt"
@@ -34,7 +35,7 @@ type bench struct {
 	machine  string
 	rows     []row
 
-	built map[string]string // GOARCH → binary
+	built map[string]bool // binaries built so far
 	loki  *lokiserver.Server
 }
 
@@ -45,7 +46,7 @@ type row struct {
 }
 
 func newBench(ctx context.Context, opts options, progress io.Writer) (*bench, error) {
-	b := &bench{opts: opts, progress: progress, built: map[string]string{}}
+	b := &bench{opts: opts, progress: progress, built: map[string]bool{}}
 	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil || strings.TrimSpace(string(out)) == "" || strings.TrimSpace(string(out)) == os.DevNull {
 		return nil, fmt.Errorf("run it inside the module (go env GOMOD found none): %v", err)
@@ -120,18 +121,95 @@ func (b *bench) missed() int {
 // returns its path: dist-like <work>/<arch>/extensions/<name>, a directory
 // that holds only the extension, as /opt/extensions would.
 func (b *bench) binary(ctx context.Context, goarch string) (string, error) {
-	if bin, ok := b.built[goarch]; ok {
+	return b.buildIn(ctx, b.root, filepath.Join(b.work, goarch), goarch)
+}
+
+// baselineBinary is binary for the -baseline revision, whose source is
+// taken from git into the work directory.
+func (b *bench) baselineBinary(ctx context.Context, goarch string) (string, error) {
+	src := filepath.Join(b.work, "baseline-src")
+	if _, err := os.Stat(src); err != nil {
+		if err := gitExport(ctx, b.root, b.opts.baseline, src); err != nil {
+			return "", err
+		}
+	}
+	return b.buildIn(ctx, src, filepath.Join(b.work, "baseline", goarch), goarch)
+}
+
+func (b *bench) buildIn(ctx context.Context, src, dir, goarch string) (string, error) {
+	bin := filepath.Join(dir, "extensions", extensionName)
+	if b.built[bin] {
 		return bin, nil
 	}
-	bin := filepath.Join(b.work, goarch, "extensions", extensionName)
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=benchmark", "-o", bin, ".")
-	cmd.Dir = b.root
+	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the extension for %s: %w: %s", goarch, err, out)
+		return "", fmt.Errorf("building the extension in %s for %s: %w: %s", src, goarch, err, out)
 	}
-	b.built[goarch] = bin
+	b.built[bin] = true
 	return bin, nil
+}
+
+// gitExport writes the tree of a git revision of the repository at root
+// into dir, with `git archive` read by archive/tar (nothing else needed).
+func gitExport(ctx context.Context, root, rev, dir string) error {
+	cmd := exec.CommandContext(ctx, "git", "archive", "--format=tar", rev)
+	cmd.Dir = root
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("-baseline: git archive %s: %w", rev, err)
+	}
+	extractErr := untar(out, dir)
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("-baseline: git archive %s: %w: %s", rev, err, stderr.String())
+	}
+	return extractErr
+}
+
+// untar extracts the regular files and directories of a tar stream into
+// dir, refusing paths that would leave it.
+func untar(r io.Reader, dir string) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("reading the baseline's tar: %w", err)
+		}
+		if !filepath.IsLocal(h.Name) {
+			return fmt.Errorf("the baseline's tar holds %q, outside its root", h.Name)
+		}
+		path := filepath.Join(dir, h.Name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, os.FileMode(h.Mode)&0o755|0o600)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("extracting %s: %w", h.Name, err)
+			}
+		}
+	}
 }
 
 // extensionsDir is the directory of the build for this machine, to run in

@@ -29,6 +29,7 @@ func main() {
 	flag.StringVar(&opts.only, "only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
 	flag.BoolVar(&opts.verbose, "v", false, "show the extension's own log and the build and go test output")
 	flag.StringVar(&opts.workDir, "work", "", "keep the builds in this directory (default: a temporary one, removed at the end)")
+	flag.StringVar(&opts.baseline, "baseline", "", "also build this git revision (main, say) and show its sizes and init time beside the working tree's")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -39,10 +40,11 @@ func main() {
 }
 
 type options struct {
-	quick   bool
-	only    string
-	verbose bool
-	workDir string
+	quick    bool
+	only     string
+	verbose  bool
+	workDir  string
+	baseline string
 }
 
 // run measures the chosen scenarios and writes the table to out; progress

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,5 +60,48 @@ func TestWriteTable(t *testing.T) {
 	writeTable(&buf, []row{{"init", "≤ 10 ms", "4 ms", "yes"}})
 	if got := buf.String(); !strings.Contains(got, "metric") || !strings.Contains(got, "init") || !strings.Contains(got, "yes") {
 		t.Fatalf("table:\n%s", got)
+	}
+}
+
+func TestUntarStaysInItsDirectory(t *testing.T) {
+	tests := []struct {
+		name    string
+		files   map[string]string
+		wantErr bool
+	}{
+		{"files and directories", map[string]string{"go.mod": "module x\n", "cmd/a/main.go": "package main\n"}, false},
+		{"a path out of the directory", map[string]string{"../escape": "x"}, true},
+		{"an absolute path", map[string]string{"/etc/escape": "x"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			tw := tar.NewWriter(&buf)
+			for name, content := range tt.files {
+				if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := tw.Write([]byte(content)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := tw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			dir := t.TempDir()
+			err := untar(&buf, dir)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("untar: %v", err)
+			}
+			if tt.wantErr {
+				return
+			}
+			for name, content := range tt.files {
+				got, err := os.ReadFile(filepath.Join(dir, name))
+				if err != nil || string(got) != content {
+					t.Fatalf("%s: %q, %v", name, got, err)
+				}
+			}
+		})
 	}
 }

@@ -137,6 +137,14 @@ func (p *Proxy) SetFault(f Fault) {
 	p.changed = make(chan struct{})
 }
 
+// SetCredentials changes the basic auth the proxy requires from now on, as
+// a gateway does when its password is rotated.
+func (p *Proxy) SetCredentials(username, password string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cfg.Username, p.cfg.Password = username, password
+}
+
 // Stats returns the counts so far.
 func (p *Proxy) Stats() Stats {
 	return Stats{Requests: p.requests.Load(), Forwarded: p.forwarded.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load(),
@@ -171,7 +179,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	n := p.count.Add(1)
 	at := time.Now()
 	p.mu.Lock()
-	fault, changed := p.fault, p.changed
+	fault, changed, username, password := p.fault, p.changed, p.cfg.Username, p.cfg.Password
 	p.mu.Unlock()
 	body, _ := io.ReadAll(r.Body)
 	switch fault.Kind {
@@ -212,9 +220,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if p.cfg.Username != "" || p.cfg.Password != "" {
+	if username != "" || password != "" {
 		user, pass, ok := r.BasicAuth()
-		if !ok || user != p.cfg.Username || pass != p.cfg.Password {
+		if !ok || user != username || pass != password {
 			p.record(at, "unauthorized")
 			p.authFailures.Add(1)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)

@@ -61,6 +61,38 @@ func TestFaults(t *testing.T) {
 	}
 }
 
+// A rotated password: the old one is refused from then on, the new one
+// passes.
+func TestSetCredentials(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer upstream.Close()
+	p, err := Start(Config{Upstream: upstream.URL, Username: "u", Password: "old"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	status := func(password string) int {
+		req, _ := http.NewRequest(http.MethodPost, p.URL()+"/loki/api/v1/push", strings.NewReader("x"))
+		req.SetBasicAuth("u", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("old"); got != http.StatusNoContent {
+		t.Fatalf("old password before the rotation: %d", got)
+	}
+	p.SetCredentials("u", "new")
+	if got := []int{status("old"), status("new")}; got[0] != http.StatusUnauthorized || got[1] != http.StatusNoContent {
+		t.Fatalf("after the rotation: old %d, new %d", got[0], got[1])
+	}
+	if n := p.Stats().AuthFailures; n != 1 {
+		t.Fatalf("%d auth failures, want 1", n)
+	}
+}
+
 func TestHangIsReleasedBySetFault(t *testing.T) {
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
 	defer upstream.Close()
