@@ -309,10 +309,23 @@ func TestUserLabels(t *testing.T) {
 				if l.Labels["team"] != "payments" || l.Labels["env"] != "prod" || l.Labels["source"] != "lambda" {
 					t.Fatalf("line %q has labels %v", l.Line, l.Labels)
 				}
-				for _, inv := range o.invokes {
-					for name, value := range l.Labels {
-						if strings.Contains(value, inv.RequestID) && name != "requestId" {
-							t.Fatalf("label %s=%q carries a request ID", name, value)
+			}
+			// Request IDs are structured metadata, which query results show
+			// beside the labels; the series, Loki's index, must have none.
+			var series struct {
+				Data []map[string]string `json:"data"`
+			}
+			if err := srv.Get(t.Context(), "/loki/api/v1/series?match[]="+url.QueryEscape(fmt.Sprintf(`{function=%q}`, o.function)), "", &series); err != nil {
+				t.Fatal(err)
+			}
+			if len(series.Data) == 0 {
+				t.Fatal("no series")
+			}
+			for _, labels := range series.Data {
+				for name, value := range labels {
+					for _, inv := range o.invokes {
+						if strings.Contains(value, inv.RequestID) || name == "request_id" || name == "trace_id" {
+							t.Fatalf("stream label %s=%q: request and trace IDs must never be labels", name, value)
 						}
 					}
 				}

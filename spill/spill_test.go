@@ -1,0 +1,163 @@
+package spill
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+)
+
+func entries(prefix string, n, lineBytes int) []loki.Entry {
+	out := make([]loki.Entry, n)
+	for i := range out {
+		out[i] = loki.Entry{
+			Time: time.Unix(1_700_000_000, int64(i)*1_000_001), Line: prefix + strconv.Itoa(i) + strings.Repeat("x", lineBytes),
+			Stream: loki.StreamType(i % 3), Level: "warn", RequestID: "req-" + prefix, TraceID: "5759e988bd862e3fe1be46a994272793",
+		}
+	}
+	return out
+}
+
+func open(t *testing.T, maxBytes int64) *Spill {
+	t.Helper()
+	s, err := Open(Config{Dir: filepath.Join(t.TempDir(), "spill"), MaxBytes: maxBytes, FreeShare: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// Entries come back oldest first, whole: time to the nanosecond, stream,
+// level, request and trace IDs, line; segment by segment, each file deleted
+// once read.
+func TestWrittenEntriesComeBackInOrder(t *testing.T) {
+	s := open(t, 64<<20)
+	var want []loki.Entry
+	for b := range 30 { // about 3 segments of 1 MiB
+		batch := entries(strconv.Itoa(b)+"-", 100, 1000)
+		want = append(want, batch...)
+		if err := s.Write(batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Len() != len(want) || s.Bytes() < int64(len(want))*1000 {
+		t.Fatalf("len %d, bytes %d", s.Len(), s.Bytes())
+	}
+	files, _ := os.ReadDir(s.cfg.Dir)
+	if len(files) < 3 {
+		t.Fatalf("%d segment files for about 3 MiB", len(files))
+	}
+	var got []loki.Entry
+	for {
+		seg, lost, err := s.ReadOldest()
+		if err != nil || lost != 0 {
+			t.Fatal(lost, err)
+		}
+		if seg == nil {
+			break
+		}
+		got = append(got, seg...)
+	}
+	if len(got) != len(want) || s.Len() != 0 || s.Bytes() != 0 {
+		t.Fatalf("read back %d of %d; left %d entries, %d bytes", len(got), len(want), s.Len(), s.Bytes())
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.Time.Equal(w.Time) || g.Line != w.Line || g.Stream != w.Stream || g.Level != w.Level || g.RequestID != w.RequestID || g.TraceID != w.TraceID {
+			t.Fatalf("entry %d: %+v, want %+v", i, g, w)
+		}
+	}
+	if files, _ := os.ReadDir(s.cfg.Dir); len(files) != 0 {
+		t.Fatalf("%d files left after reading everything", len(files))
+	}
+}
+
+func TestFullAtItsBound(t *testing.T) {
+	s := open(t, 4<<20)
+	var err error
+	written := 0
+	for err == nil {
+		batch := entries("a", 100, 1000)
+		if err = s.Write(batch); err == nil {
+			written += len(batch)
+		}
+	}
+	if !errors.Is(err, ErrFull) || s.Bytes() > 4<<20 || s.Len() != written {
+		t.Fatalf("err %v, %d bytes, %d of %d entries", err, s.Bytes(), s.Len(), written)
+	}
+	// Reading a segment back makes room again.
+	if _, _, err := s.ReadOldest(); err != nil {
+		t.Fatal(err)
+	}
+	if s.Full() {
+		t.Fatal("still full after a segment was read back")
+	}
+	if err := s.Write(entries("b", 10, 100)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The spill takes no more than its share of the free space: with a share
+// too small for one segment it is full at once.
+func TestFreeShare(t *testing.T) {
+	s, err := Open(Config{Dir: filepath.Join(t.TempDir(), "spill"), MaxBytes: 1 << 40, FreeShare: 1e-9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Write(entries("a", 1, 10)); !errors.Is(err, ErrFull) {
+		t.Fatalf("wrote beyond its share of the free space: %v", err)
+	}
+}
+
+// What an earlier process left (it was killed, and counted those lines as
+// lost) is removed; a cut-short segment loses its last record only, counted.
+func TestLeftoversAndCutShortSegments(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spill")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "segment-0"), []byte("stale"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(Config{Dir: dir, MaxBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if files, _ := os.ReadDir(dir); len(files) != 0 {
+		t.Fatalf("leftovers kept: %v", files)
+	}
+	if err := s.Write(entries("a", 5, 10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.closeWriter(); err != nil {
+		t.Fatal(err)
+	}
+	path := s.segments[0].path
+	data, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, data[:len(data)-3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, lost, err := s.ReadOldest()
+	if len(got) != 4 || lost != 1 || err == nil {
+		t.Fatalf("got %d, lost %d, err %v", len(got), lost, err)
+	}
+}
+
+func TestOpenFailsWhereItCannotWrite(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A directory cannot be made below a file, as root or not.
+	if _, err := Open(Config{Dir: filepath.Join(file, "spill"), MaxBytes: 1 << 20}); err == nil {
+		t.Fatal("opened a spill where no directory can be")
+	}
+}
