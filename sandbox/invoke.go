@@ -59,7 +59,10 @@ type Line struct {
 // InvokeResult is what happened in one invocation.
 type InvokeResult struct {
 	RequestID string
-	Deadline  time.Time
+	// TraceHeader is the invocation's X-Ray trace header under active
+	// tracing (Config.ActiveTracing), "" otherwise.
+	TraceHeader string
+	Deadline    time.Time
 	Lines     []Line
 	// Status is the runtimeDone status.
 	Status string
@@ -165,7 +168,12 @@ func (s *Sandbox) beginInvoke(fn Function) *invocation {
 	s.thaw()
 	inv := &invocation{fn: fn, start: time.Now(), status: "success"}
 	inv.res = InvokeResult{RequestID: uuid.NewString(), Status: "success", Deadline: inv.start.Add(s.cfg.FunctionTimeout)}
-	s.emitPlatform("platform.start", map[string]any{"requestId": inv.res.RequestID, "version": "$LATEST"})
+	start := map[string]any{"requestId": inv.res.RequestID, "version": "$LATEST"}
+	if s.cfg.ActiveTracing {
+		inv.res.TraceHeader = traceHeader(inv.start, inv.res.RequestID)
+		start["tracing"] = map[string]string{"spanId": strings.ReplaceAll(inv.res.RequestID, "-", "")[:16], "type": "X-Amzn-Trace-Id", "value": inv.res.TraceHeader}
+	}
+	s.emitPlatform("platform.start", start)
 	if s.cfg.Mode == ModeManagedInstances {
 		return inv // extensions get no INVOKE there
 	}
@@ -191,15 +199,26 @@ func (s *Sandbox) beginInvoke(fn Function) *invocation {
 	return inv
 }
 
-// invokeEvent is the INVOKE payload of an invocation.
+// invokeEvent is the INVOKE payload of an invocation. tracing is omitted
+// without a trace header, as Lambda does
+// (docs/lambda-runtime-contract.md#next-and-its-events).
 func (s *Sandbox) invokeEvent(inv *invocation) []byte {
-	id := inv.res.RequestID
-	payload, _ := json.Marshal(map[string]any{
-		"eventType": "INVOKE", "deadlineMs": inv.res.Deadline.UnixMilli(), "requestId": id,
+	event := map[string]any{
+		"eventType": "INVOKE", "deadlineMs": inv.res.Deadline.UnixMilli(), "requestId": inv.res.RequestID,
 		"invokedFunctionArn": "arn:aws:lambda:" + s.cfg.Region + ":123456789012:function:" + s.cfg.FunctionName,
-		"tracing":            map[string]string{"type": "X-Amzn-Trace-Id", "value": "Root=1-" + strconv.FormatInt(inv.start.Unix(), 16) + "-" + strings.ReplaceAll(id, "-", "")[:24] + ";Sampled=1"},
-	})
+	}
+	if inv.res.TraceHeader != "" {
+		event["tracing"] = map[string]string{"type": "X-Amzn-Trace-Id", "value": inv.res.TraceHeader}
+	}
+	payload, _ := json.Marshal(event)
 	return payload
+}
+
+// traceHeader makes an X-Ray trace header for an invocation: version 1,
+// the start time in hex seconds, 24 hex digits of the request ID.
+func traceHeader(start time.Time, requestID string) string {
+	id := strings.ReplaceAll(requestID, "-", "")
+	return "Root=1-" + strconv.FormatInt(start.Unix(), 16) + "-" + id[:24] + ";Parent=" + id[16:32] + ";Sampled=1"
 }
 
 // runRuntime runs the scripted function to its outcome and emits

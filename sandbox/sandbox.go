@@ -81,6 +81,10 @@ type Config struct {
 	CaptureLag time.Duration
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
+	// ActiveTracing gives every invocation an X-Ray trace header, in its
+	// INVOKE event and its platform.start, as Lambda does for a function
+	// with active tracing; without it neither carries one.
+	ActiveTracing bool
 	// Mode is the kind of environment.
 	Mode Mode
 	// Env is added to the extensions' environment (KEY=value).
