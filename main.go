@@ -49,7 +49,7 @@ const (
 	// maxNextFailures is how many failed /next calls in a row make the
 	// extension report exit/error and stop: the Extensions API answers 500
 	// only when the sandbox is beyond saving
-	// (docs/lambda-runtime-contract.md#errors-of-the-extensions-api).
+	// (docs/lambda-runtime-contract.md#error-answers).
 	maxNextFailures = 3
 	// nextRetryPause is the pause between failed /next calls.
 	nextRetryPause = 100 * time.Millisecond
@@ -83,7 +83,7 @@ func run() int {
 	events := []extensionApi.EventType{extensionApi.Invoke, extensionApi.Shutdown}
 	if cfg.ManagedInstances {
 		// Managed Instances refuse INVOKE registrations
-		// (docs/lambda-runtime-contract.md#lambda-managed-instances).
+		// (docs/lambda-runtime-contract.md#managed-instances).
 		events = []extensionApi.EventType{extensionApi.Shutdown}
 	}
 	name := filepath.Base(os.Args[0])
@@ -135,7 +135,7 @@ func idle(ctx context.Context, ext *extensionApi.Client, log *logrus.Logger) int
 			return 0
 		case err != nil:
 			// Exiting unannounced would be an Extension.Crash
-			// (docs/lambda-runtime-contract.md#crashes-and-resets).
+			// (docs/lambda-runtime-contract.md#reset-after-a-failure).
 			_ = ext.ExitError(ctx, "Extension.NextFailed", err)
 			return 1
 		case ev.IsShutdown():
@@ -217,7 +217,7 @@ func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 			x.log.WithError(err).Warn("the runtime did not finish before the invocation's deadline; pushing what is queued")
 		case rd.Status == "failure" || rd.Status == "timeout":
 			// Lambda resets the sandbox now
-			// (docs/lambda-runtime-contract.md#crashes-and-resets): SHUTDOWN
+			// (docs/lambda-runtime-contract.md#reset-after-a-failure): SHUTDOWN
 			// follows and its deadline is already running. Going to /next at
 			// once leaves that whole budget to the drain, which pushes these
 			// lines.

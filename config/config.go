@@ -145,7 +145,8 @@ const (
 	DefaultSecretsTimeout       = 2000 * time.Millisecond
 )
 
-// Limits Lambda puts on the subscription's buffering (contract §2.1).
+// Limits Lambda puts on the subscription's buffering
+// (docs/lambda-runtime-contract.md#subscribe).
 const (
 	minTelemetryMaxItems  = 1000
 	maxTelemetryMaxItems  = 10_000

@@ -75,9 +75,8 @@ func TestLoadValues(t *testing.T) {
 	}
 }
 
-// Every bad value gives an error that names its variable (DEVELOPERS.md:
-// "one clear error naming the variable"), and Load still returns settings
-// the lifecycle can run with.
+// Every bad value gives one clear error that names its variable, and Load
+// still returns settings the lifecycle can run with.
 func TestLoadErrorsNameTheVariable(t *testing.T) {
 	tests := []struct {
 		name     string
@@ -92,7 +91,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"batch size not a number", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "ten"}, "DISPATCH_MIN_BATCH_SIZE", "whole number"},
 		{"batch size zero", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "0"}, "DISPATCH_MIN_BATCH_SIZE", "between 1"},
 		{"batch size the queue cannot hold", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "60000"}, "DISPATCH_MIN_BATCH_SIZE", "half of QUEUE_MAX_ENTRIES (50000)"},
-		{"maxItems below Lambda's minimum (contract §2.1)", []string{"LOKI_IP", "x", "TELEMETRY_MAX_ITEMS", "10"}, "TELEMETRY_MAX_ITEMS", "between 1000 and 10000"},
+		{"maxItems below Lambda's minimum (docs/lambda-runtime-contract.md#subscribe)", []string{"LOKI_IP", "x", "TELEMETRY_MAX_ITEMS", "10"}, "TELEMETRY_MAX_ITEMS", "between 1000 and 10000"},
 		{"maxBytes above Lambda's maximum", []string{"LOKI_IP", "x", "TELEMETRY_MAX_BYTES", "2000000"}, "TELEMETRY_MAX_BYTES", "between 262144 and 1048576"},
 		{"timeoutMs below 25", []string{"LOKI_IP", "x", "TELEMETRY_TIMEOUT_MS", "5"}, "TELEMETRY_TIMEOUT_MS", "between 25 and 30000"},
 		{"reserved port", []string{"LOKI_IP", "x", "TELEMETRY_LISTENER_PORT", "9001"}, "TELEMETRY_LISTENER_PORT", "reserved"},

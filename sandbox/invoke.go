@@ -63,7 +63,7 @@ type InvokeResult struct {
 	// tracing (Config.ActiveTracing), "" otherwise.
 	TraceHeader string
 	Deadline    time.Time
-	Lines     []Line
+	Lines       []Line
 	// Status is the runtimeDone status.
 	Status string
 	// RuntimeDone is when the runtime finished; Next is when the last

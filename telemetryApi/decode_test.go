@@ -18,7 +18,7 @@ func TestRecordEntry(t *testing.T) {
 		wantTime  time.Time
 		wantLevel string
 	}{
-		{"text record keeps the runtime prefix, loses one trailing newline (contract §2.3)",
+		{"text record keeps the runtime prefix, loses one trailing newline (docs/lambda-runtime-contract.md#text-and-json-records)",
 			`{"time":"2022-10-12T00:00:15.064Z","type":"function","record":"2024-05-15T23:59:20.159Z\t8c18\tWARN\twarn from console\n"}`,
 			"2024-05-15T23:59:20.159Z\t8c18\tWARN\twarn from console", ms, ""},
 		{"text record without newline", `{"time":"2022-10-12T00:00:15.064Z","type":"function","record":"[INFO] Hello"}`, "[INFO] Hello", ms, ""},

@@ -27,7 +27,7 @@ func TestListenerAnswers(t *testing.T) {
 		wantCode  int
 		wantLines int
 	}{
-		{"batch of function lines (contract §2.2)", http.MethodPost,
+		{"batch of function lines (docs/lambda-runtime-contract.md#delivery)", http.MethodPost,
 			`[{"time":"2022-10-12T00:00:15.064Z","type":"function","record":"a\n"},{"time":"2022-10-12T00:00:15.065Z","type":"function","record":"b\n"}]`, 200, 2},
 		{"empty batch", http.MethodPost, `[]`, 200, 0},
 		{"only POST", http.MethodGet, ``, 405, 0},

@@ -10,7 +10,8 @@ import (
 	"net/http"
 )
 
-// Schema versions of the Telemetry API (contract §2.1). The path stays
+// Schema versions of the Telemetry API
+// (docs/lambda-runtime-contract.md#subscribe). The path stays
 // /2022-07-01/telemetry for all of them.
 const (
 	SchemaVersion          = "2022-12-13"

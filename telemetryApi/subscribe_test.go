@@ -18,7 +18,7 @@ func TestSubscribe(t *testing.T) {
 		notSupp    bool
 		wantErrTyp string
 	}{
-		{"subscribed (contract §2.1)", 200, `"OK"`, false, false, ""},
+		{"subscribed (docs/lambda-runtime-contract.md#subscribe)", 200, `"OK"`, false, false, ""},
 		{"local emulator stub answers 202", 202, `{"errorMessage":"Telemetry API is not supported","errorType":"Telemetry.NotSupported"}`, true, true, ""},
 		{"validation error", 400, `{"errorType":"ValidationError","errorMessage":"URI port is not provided"}`, true, false, "ValidationError"},
 		{"subscription closed after init", 403, `{"errorType":"Telemetry.SubscriptionClosed","errorMessage":"Telemetry API subscription is closed"}`, true, false, "Telemetry.SubscriptionClosed"},

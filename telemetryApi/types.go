@@ -8,22 +8,16 @@ import (
 	"time"
 )
 
-// Event types of the Telemetry API (contract §2.3) that the extension reads.
+// Event types of the Telemetry API that the extension reads
+// (docs/lambda-runtime-contract.md#event-catalogue).
 const (
-	TypeFunction                 = "function"
-	TypeExtension                = "extension"
-	TypePlatformStart            = "platform.start"
-	TypePlatformRuntimeDone      = "platform.runtimeDone"
-	TypePlatformReport           = "platform.report"
-	TypePlatformLogsDropped      = "platform.logsDropped"
-	TypePlatformInitReport       = "platform.initReport"
-	TypePlatformRestoreStart     = "platform.restoreStart"
-	TypePlatformRestoreReport    = "platform.restoreReport"
-	TypePlatformRestoreRuntime   = "platform.restoreRuntimeDone"
-	TypePlatformTelemetrySubscr  = "platform.telemetrySubscription"
-	TypePlatformInitStart        = "platform.initStart"
-	TypePlatformInitRuntimeDone  = "platform.initRuntimeDone"
-	TypePlatformExtensionStarted = "platform.extension"
+	TypeFunction             = "function"
+	TypeExtension            = "extension"
+	TypePlatformStart        = "platform.start"
+	TypePlatformRuntimeDone  = "platform.runtimeDone"
+	TypePlatformReport       = "platform.report"
+	TypePlatformLogsDropped  = "platform.logsDropped"
+	TypePlatformRestoreStart = "platform.restoreStart"
 )
 
 // Event is one item of a Telemetry API batch. Record stays raw because its
