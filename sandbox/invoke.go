@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
 )
 
 // Outcome is how the scripted function ends.
@@ -231,7 +233,7 @@ func (s *Sandbox) runRuntime(ctx context.Context, inv *invocation) {
 	case Crash:
 		inv.status, inv.errorType, inv.reset = "failure", "Runtime.ExitError", "failure"
 	case Timeout:
-		sleepCtx(ctx, time.Until(inv.res.Deadline))
+		wait.Sleep(ctx, time.Until(inv.res.Deadline))
 		inv.status, inv.errorType, inv.reset = "timeout", "Sandbox.Timeout", "timeout"
 	}
 	inv.res.Status = inv.status
@@ -358,7 +360,7 @@ func (s *Sandbox) runFunction(ctx context.Context, fn Function, requestID string
 	for i, msg := range messages {
 		if fn.Duration > 0 && len(messages) > 1 {
 			due := start.Add(fn.Duration * time.Duration(i) / time.Duration(len(messages)-1))
-			if !sleepCtx(ctx, time.Until(due)) || time.Now().After(deadline) {
+			if !wait.Sleep(ctx, time.Until(due)) || time.Now().After(deadline) {
 				break
 			}
 		}

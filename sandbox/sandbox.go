@@ -26,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
 )
 
 // Mode is the kind of execution environment.
@@ -336,7 +338,7 @@ func (s *Sandbox) init(ctx context.Context, timeout time.Duration) error {
 		s.initLines = lines
 		s.mu.Unlock()
 	}
-	sleepCtx(ctx, s.cfg.RuntimeInit-time.Since(initStart))
+	wait.Sleep(ctx, s.cfg.RuntimeInit-time.Since(initStart))
 	s.emitPlatform("platform.initRuntimeDone", map[string]any{
 		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success",
 	})
@@ -598,17 +600,3 @@ func (s *Sandbox) Close() {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
 )
 
 // Buffering limits of the Telemetry API (docs/lambda-runtime-contract.md#subscribe).
@@ -327,7 +329,7 @@ func (sub *subscriber) flush(ctx context.Context) {
 		sub.mu.Lock()
 		empty := len(sub.queue) == 0 && !sub.inFlight
 		sub.mu.Unlock()
-		if empty || !sleepCtx(ctx, 2*time.Millisecond) {
+		if empty || !wait.Sleep(ctx, 2*time.Millisecond) {
 			return
 		}
 	}
