@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"errors"
+	"github.com/lambda-loki/grafana-loki-extension/internal/envtest"
 	"strings"
 	"testing"
 
@@ -11,17 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-func lookupOf(pairs []string) config.LookupFunc {
-	m := map[string]string{}
-	for _, p := range pairs {
-		k, v, _ := strings.Cut(p, "=")
-		m[k] = v
-	}
-	return func(name string) (string, bool) {
-		v, ok := m[name]
-		return v, ok
-	}
-}
+func lookupOf(pairs []string) config.LookupFunc { return envtest.Lookup(pairs...) }
 
 func TestLoadSecrets(t *testing.T) {
 	aws := fakeaws.Start(fakeaws.Config{})

@@ -3,6 +3,7 @@ package secrets
 import (
 	"encoding/json"
 	"errors"
+	"github.com/lambda-loki/grafana-loki-extension/internal/envtest"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,17 +19,7 @@ import (
 var settings = []Setting{{"LOKI_URL", "url"}, {"LOKI_USERNAME", "username"}, {"LOKI_PASSWORD", "password"}, {"LOKI_BEARER_TOKEN", "token"}}
 
 // env makes a lookup from KEY=value pairs.
-func env(pairs ...string) LookupFunc {
-	m := map[string]string{}
-	for _, p := range pairs {
-		k, v, _ := strings.Cut(p, "=")
-		m[k] = v
-	}
-	return func(name string) (string, bool) {
-		v, ok := m[name]
-		return v, ok
-	}
-}
+func env(pairs ...string) LookupFunc { return envtest.Lookup(pairs...) }
 
 func TestRefs(t *testing.T) {
 	tests := []struct {
