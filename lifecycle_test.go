@@ -151,6 +151,9 @@ func TestAdaptiveSwitchAndFallback(t *testing.T) {
 	const interval = 500 * time.Millisecond
 	h := startExtension(t, http.StatusOK, func(c *config.Config) {
 		c.Flush = config.FlushStrategy{Mode: config.FlushAdaptive, Interval: interval}
+		// The background push waits up to this for the runtimeDone of an
+		// invocation that did not wait for it.
+		c.FlushTimeout = time.Second
 	})
 
 	// The first invocation has no predecessor: it waits and pushes.
@@ -170,15 +173,17 @@ func TestAdaptiveSwitchAndFallback(t *testing.T) {
 	if wait := next.arrived.Sub(invoke.answered); wait > 300*time.Millisecond {
 		t.Errorf("a quick second invocation held /next %s, want no wait", wait)
 	}
-	// Its telemetry arrives after the thaw; the third invocation's
-	// background push waits for that runtimeDone and pushes it.
-	h.post(t, invocation("a2", "success", "a2 line")...)
+	// The third comes at once too. The second's telemetry arrives only
+	// after this thaw; the background push waits for its runtimeDone and
+	// pushes it during the third invocation.
 	h.api.queue(invokeEvent("a3", 10*time.Second))
 	invoke = h.api.awaitCall(t, 3, true)
 	next = h.api.awaitCall(t, 4, false)
 	if wait := next.arrived.Sub(invoke.answered); wait > 300*time.Millisecond {
 		t.Errorf("a quick third invocation held /next %s, want no wait", wait)
 	}
+	time.Sleep(100 * time.Millisecond)
+	h.post(t, invocation("a2", "success", "a2 line")...)
 	eventually(t, "a2's line pushed in the background", func() bool {
 		for _, c := range h.pusher.calls() {
 			if c.mode == pushOK && !c.bounded && slices.Contains(c.lines, "a2 line") {
@@ -241,6 +246,11 @@ func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 			t.Errorf("invocation %s made %d pushes before /next during the outage, want none", id, windows)
 		}
 	}
+	// A background attempt fails too before Loki comes back: the outage is
+	// still logged once.
+	eventually(t, "a background attempt while Loki is away", func() bool {
+		return slices.ContainsFunc(h.pusher.calls(), func(c push) bool { return !c.bounded })
+	})
 	if got := h.pusher.delivered(); len(got) > 0 {
 		t.Fatalf("delivered %q while Loki was away", got)
 	}
