@@ -37,8 +37,6 @@ type nextCall struct {
 	arrived time.Time
 	// answered is zero while the call waits for an event.
 	answered time.Time
-	status   int
-	event    extensionApi.Event
 }
 
 // reportedError is one init/error or exit/error call.
@@ -142,7 +140,7 @@ func (a *fakeAPI) next(w http.ResponseWriter, r *http.Request) {
 	a.calls = append(a.calls, nextCall{arrived: time.Now()})
 	fail := a.fail[n+1]
 	if fail {
-		a.calls[n].answered, a.calls[n].status = time.Now(), http.StatusInternalServerError
+		a.calls[n].answered = time.Now()
 	}
 	a.mu.Unlock()
 	if fail {
@@ -158,7 +156,7 @@ func (a *fakeAPI) next(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.mu.Lock()
-	a.calls[n].answered, a.calls[n].status, a.calls[n].event = time.Now(), http.StatusOK, ev
+	a.calls[n].answered = time.Now()
 	a.mu.Unlock()
 	_ = json.NewEncoder(w).Encode(ev)
 }
@@ -437,23 +435,24 @@ func startExtension(t *testing.T, subscribeStatus int, tweak func(*config.Config
 		t.Fatal(err)
 	}
 	h.x = x
-	port := x.listener.Addr().(*net.TCPAddr).Port
-	h.telemetryURL = fmt.Sprintf("http://127.0.0.1:%d/", port)
-	if subs := h.api.subscribed(); len(subs) != 1 || subs[0].Destination.URI != fmt.Sprintf("http://sandbox.localdomain:%d/", port) {
-		t.Fatalf("subscriptions %+v, want one to the listener's port %d", subs, port)
-	}
 	go func() {
 		defer close(h.done)
 		h.code = x.run(t.Context())
 	}()
 	t.Cleanup(func() {
-		// t.Context() has ended: run drains and returns.
+		// t.Context() has ended: run drains, stops the listener and
+		// returns.
 		select {
 		case <-h.done:
 		case <-time.After(5 * time.Second):
 			t.Error("the extension did not return after the test ended")
 		}
 	})
+	port := x.listener.Addr().(*net.TCPAddr).Port
+	h.telemetryURL = fmt.Sprintf("http://127.0.0.1:%d/", port)
+	if subs := h.api.subscribed(); len(subs) != 1 || subs[0].Destination.URI != fmt.Sprintf("http://sandbox.localdomain:%d/", port) {
+		t.Fatalf("subscriptions %+v, want one to the listener's port %d", subs, port)
+	}
 	return h
 }
 
