@@ -214,7 +214,9 @@ func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 		case errors.Is(err, telemetryApi.ErrRuntimeDoneLost):
 			x.log.WithError(err).Warn("pushing what is queued without the runtimeDone; any later lines of this invocation go out in the next window")
 		case err != nil:
-			x.log.WithError(err).Warn("the runtime did not finish before the invocation's deadline; pushing what is queued")
+			// The wait used up the invocation's budget: the push below has
+			// no time left and only reports what the queue dropped.
+			x.log.WithError(err).Warn("the runtime did not finish before the invocation's deadline; what is queued goes out in the next window")
 		case rd.Status == "failure" || rd.Status == "timeout":
 			// Lambda resets the sandbox now
 			// (docs/lambda-runtime-contract.md#reset-after-a-failure): SHUTDOWN
