@@ -66,21 +66,21 @@ func measureOutage(ctx context.Context, b *bench) error {
 		during := o.During()
 		m, worst := median(during), slices.Max(during)
 		b.judge(metric+fmt.Sprintf("time after runtimeDone, invocations %d–%d", plan.FirstFailed+2, plan.LastFailed+1),
-			fmt.Sprintf("≤ %s median, ≤ %s max", ms(maxOutageMedian), ms(maxOutageMax)),
-			fmt.Sprintf("%s median, max %s (%d invocations × %d lines, %s apart)", ms(m), ms(worst), len(during), plan.Fn.Lines, plan.Gap),
+			fmt.Sprintf("≤ %d ms median, ≤ %d ms max", maxOutageMedian.Milliseconds(), maxOutageMax.Milliseconds()),
+			fmt.Sprintf("%s median, max %s (%d invocations × %d lines, %d ms apart)", ms(m), ms(worst), len(during), plan.Fn.Lines, plan.Gap.Milliseconds()),
 			m <= maxOutageMedian && worst <= maxOutageMax)
 
 		first := o.FirstWindow()
-		target, bound := fmt.Sprintf("≤ FLUSH_TIMEOUT_MS %s", ms(outageBudget)), outageBudget
+		target, bound := fmt.Sprintf("≤ FLUSH_TIMEOUT_MS %d ms", outageBudget.Milliseconds()), outageBudget
 		if f.fault.Kind == faultproxy.Hang {
-			target, bound = fmt.Sprintf("≤ LOKI_TIMEOUT_MS %s + %s (end mode's wait for runtimeDone)", ms(outageTimeout), ms(maxEndOverhead)), maxHangingWindow
+			target, bound = fmt.Sprintf("≤ LOKI_TIMEOUT_MS %d ms + %d ms (end mode's wait for runtimeDone)", outageTimeout.Milliseconds(), maxEndOverhead.Milliseconds()), maxHangingWindow
 		}
-		took := "its push not logged"
+		took := "the extension logged no time for its push"
 		if d, ok := o.FailedPushTook(); ok {
-			took = "the failed push " + ms(d)
+			took = "the failed push " + ms(d) + " by the extension's log"
 		}
 		b.judge(metric+fmt.Sprintf("time after runtimeDone, invocation %d (the first failing)", plan.FirstFailed+1), target,
-			fmt.Sprintf("%s (%s by the extension's log)", ms(first), took), first <= bound)
+			fmt.Sprintf("%s (%s)", ms(first), took), first <= bound)
 
 		d := o.Delivery
 		began, ended := o.Logged()
@@ -97,8 +97,8 @@ func measureOutage(ctx context.Context, b *bench) error {
 				return fmt.Errorf("%s: no request was refused, or none followed a refusal", f.name)
 			}
 			shortest := slices.Min(pauses)
-			b.judge(metric+"shortest pause before the request after a 429", fmt.Sprintf("≥ %s (Retry-After)", retryAfter),
-				fmt.Sprintf("%s (%d requests refused, %d in all)", shortest.Round(time.Millisecond), outage.Refused(o.Requests), len(o.Requests)),
+			b.judge(metric+"shortest pause before the request after a 429", fmt.Sprintf("≥ %.0f s (Retry-After)", retryAfter.Seconds()),
+				fmt.Sprintf("%.3f s (%d requests refused, %d in all)", shortest.Seconds(), outage.Refused(o.Requests), len(o.Requests)),
 				shortest >= retryAfter)
 		}
 	}

@@ -142,7 +142,8 @@ func (r Result) Logged() (began, ended int) {
 	return strings.Count(r.Output, BeganLine), strings.Count(r.Output, EndedLine)
 }
 
-var tookField = regexp.MustCompile(`\btook=(\S+)`)
+// tookField is logrus's took=1.5s, quoted when the unit is µs.
+var tookField = regexp.MustCompile(`\btook="?([^"\s]+)`)
 
 // FailedPushTook is how long the flush that found Loki away took by the
 // extension's own account (the took= of its "Loki is unavailable" line):

@@ -57,6 +57,10 @@ time=2026-11-28T12:00:12.0Z level=info msg="shut down" delivered=200040 dropped=
 	if d, ok := r.FailedPushTook(); !ok || d != 1500412*time.Microsecond {
 		t.Fatalf("failed push took %s, %v", d, ok)
 	}
+	quick := Result{Output: `level=warning msg="Loki is unavailable; 20 lines wait" queued=20 took="296µs" window=invoke`}
+	if d, ok := quick.FailedPushTook(); !ok || d != 296*time.Microsecond {
+		t.Fatalf("failed push took %s, %v: a quoted value", d, ok)
+	}
 	summary := summaryLine(out)
 	if field(summary, "delivered") != 200040 || field(summary, "spilled") != 177004 || field(summary, "dropped") != 0 || field(summary, "lost") != 0 {
 		t.Fatalf("summary %q read wrong", summary)
