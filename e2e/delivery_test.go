@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
 	"github.com/lambda-loki/grafana-loki-extension/internal/faultproxy"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
@@ -154,7 +155,7 @@ func TestAuthAndTenant(t *testing.T) {
 				t.Fatalf("the password appears in the extension's log:\n%s", out)
 			}
 			if tt.delivered {
-				if d := e2etest.Compare(o.lines, got); !d.Complete() {
+				if d := delivery.Compare(o.lines, got); !d.Complete() {
 					t.Fatalf("delivery: %s", d)
 				}
 				return

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
@@ -204,7 +205,7 @@ func TestGiantLineIsTruncatedNotLost(t *testing.T) {
 		!strings.Contains(got, "\tgiant éé") || !strings.Contains(got, " …[truncated ") || len(got) > 256*1024 {
 		t.Fatalf("giant line of %d bytes ends %q", len(got), got[max(0, len(got)-60):])
 	}
-	if !e2etest.SameMillisecond(lines[1].Time, o.lines[1].Time) {
+	if !delivery.SameMillisecond(lines[1].Time, o.lines[1].Time) {
 		t.Fatalf("giant line stamped %s, written %s", lines[1].Time, o.lines[1].Time)
 	}
 }

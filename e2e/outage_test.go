@@ -1,14 +1,13 @@
 package e2e
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
 	"github.com/lambda-loki/grafana-loki-extension/internal/faultproxy"
+	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
@@ -18,14 +17,10 @@ import (
 // and delivery waits in the background; every line is in Loki by the end of
 // SHUTDOWN, none twice. Times are loose bounds that tell "no push before
 // /next" (tens of ms) from "a push per invocation" (the flush budget, 2 s
-// here); the figures themselves are in the benchmark's outage row.
+// here); the figures themselves are in the benchmark's outage rows, which
+// run the same scenario (package outage).
 func TestOutageCostsTheFunctionNothing(t *testing.T) {
-	const (
-		invokes     = 30
-		firstFailed = 2 // invocations 3 to 22, counting from 1
-		lastFailed  = 21
-		lokiTimeout = 600 * time.Millisecond
-	)
+	const lokiTimeout = 600 * time.Millisecond
 	tests := []struct {
 		name  string
 		fault faultproxy.Fault
@@ -40,44 +35,31 @@ func TestOutageCostsTheFunctionNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := e2etest.Loki(t)
-			p := proxy(t, faultproxy.Config{Upstream: srv.URL()})
-			o := run(t, scenario{
-				pushURL: p.URL() + "/api/prom/push",
-				env:     []string{"FLUSH_TIMEOUT_MS=2000", fmt.Sprintf("LOKI_TIMEOUT_MS=%d", lokiTimeout.Milliseconds())},
-				invokes: invokes, gap: 200 * time.Millisecond, fn: sandbox.Function{Lines: 20},
-				beforeInvoke: func(i int) {
-					if i >= firstFailed && i <= lastFailed {
-						p.SetFault(tt.fault)
-					} else {
-						p.SetFault(faultproxy.Fault{Kind: faultproxy.Pass})
-					}
-				},
-			})
-			if d := e2etest.CheckDelivery(t, srv, o.function, o.lines, o.start); !d.Complete() {
-				t.Fatalf("delivery: %s", d)
+			o, err := outage.Run(t.Context(), outage.NewPlan(srv, sandbox.Config{
+				ExtensionsDir: e2etest.ExtensionDir(t), FunctionName: e2etest.FunctionName(t),
+				Env: []string{"FLUSH_TIMEOUT_MS=2000", "LOKI_TIMEOUT_MS=600"},
+			}, tt.fault))
+			logOutputOnFailure(t, o.Output)
+			if err != nil {
+				t.Fatal(err)
 			}
-			var during []time.Duration
-			for i := firstFailed + 1; i <= lastFailed; i++ {
-				during = append(during, o.invokes[i].PostRuntime)
+			if !o.Delivery.Complete() {
+				t.Fatalf("delivery: %s", o.Delivery)
 			}
-			slices.Sort(during)
+			during := slices.Sorted(slices.Values(o.During()))
 			t.Logf("first failing window %s; after it, during the outage: median %s, max %s",
-				o.invokes[firstFailed].PostRuntime, during[len(during)/2], during[len(during)-1])
-			if first := o.invokes[firstFailed].PostRuntime; first > tt.firstWindow {
+				o.FirstWindow(), during[len(during)/2], during[len(during)-1])
+			if first := o.FirstWindow(); first > tt.firstWindow {
 				t.Errorf("the first failing invocation spent %s after its runtime, beyond %s", first, tt.firstWindow)
 			}
 			if worst := during[len(during)-1]; worst > 300*time.Millisecond {
 				t.Errorf("an invocation during the outage spent %s after its runtime: it pushed before /next", worst)
 			}
-			out := o.sb.ExtensionOutput()
-			if n := strings.Count(out, "Loki is unavailable"); n != 1 {
-				t.Errorf("the outage was logged %d times, want once:\n%s", n, out)
-			}
-			if n := strings.Count(out, "Loki is back"); n != 1 {
-				t.Errorf("the recovery was logged %d times, want once:\n%s", n, out)
+			if began, ended := o.Logged(); began != 1 || ended != 1 {
+				t.Errorf("the outage was logged %d times and the recovery %d times, want once each", began, ended)
 			}
 			if tt.fault.RetryAfter != "" {
-				checkRetryAfter(t, p.Requests(), 2*time.Second)
+				checkRetryAfter(t, o.Requests, 2*time.Second)
 			}
 		})
 	}
@@ -87,21 +69,24 @@ func TestOutageCostsTheFunctionNothing(t *testing.T) {
 // Loki asked.
 func checkRetryAfter(t *testing.T, requests []faultproxy.Request, pause time.Duration) {
 	t.Helper()
-	failed := 0
-	for i, r := range requests {
-		if r.Outcome != "failed" {
-			continue
-		}
-		failed++
-		if i+1 < len(requests) {
-			// Jitter aside, the pause may come out a few ms short of the
-			// header's whole seconds when the client rounds nothing.
-			if gap := requests[i+1].At.Sub(r.At); gap < pause-50*time.Millisecond {
-				t.Errorf("a request %s after a 429 asking for %s (request %d of %d: %+v)", gap, pause, i+1, len(requests), requests)
-			}
-		}
-	}
-	if failed == 0 {
+	if outage.Refused(requests) == 0 {
 		t.Fatal("no request was refused: the fault was not exercised")
 	}
+	for _, gap := range outage.PausesAfterRefusal(requests) {
+		// A loose bound, as for the times above: the benchmark reports the
+		// shortest pause against the 2 s itself.
+		if gap < pause-50*time.Millisecond {
+			t.Errorf("a request %s after a 429 asking for %s (%d requests: %+v)", gap, pause, len(requests), requests)
+		}
+	}
+}
+
+// logOutputOnFailure logs the extension's output if the test fails, as
+// e2etest.StartSandbox does for the sandboxes it starts.
+func logOutputOnFailure(t *testing.T, output string) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("extension output:\n%s", output)
+		}
+	})
 }

@@ -1,6 +1,6 @@
 // Command benchmark measures the extension against the targets the project
-// holds itself to (issue 7, "Measured speed and cost") and prints one table:
-// metric, target, measured, met.
+// holds itself to (issue 7, "Measured speed and cost"; issue 10, Loki away)
+// and prints one table: metric, target, measured, met.
 //
 // It builds the extension as `task build` does (static, stripped, amd64 and
 // arm64, each packed into a layer zip), starts a real Loki, runs the Lambda
@@ -98,7 +98,8 @@ var scenarios = []scenario{
 	{"adaptive", "post-runtime overhead, adaptive mode", measureAdaptiveOverhead},
 	{"throughput", "throughput through the listener to Loki, one core", measureThroughput},
 	{"rss", "peak RSS, 5 invokes × 20 lines", measureSmallRSS},
-	{"burst", "peak RSS, 200 000-line burst with Loki down", measureBurstRSS},
+	{"outage", "Loki refusing, hanging, answering 429: what the function's invocations pay, what is lost", measureOutage},
+	{"memory", "memory and the spill file, 200 000 lines with Loki down, every flush mode", measureMemory},
 }
 
 func scenarioNames() []string {

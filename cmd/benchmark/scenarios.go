@@ -8,13 +8,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/fakeaws"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
@@ -29,22 +29,9 @@ const (
 	maxNsPerLine         = 5000
 	minLinesPerSecond    = 50_000
 	maxSmallRSS          = 20 << 20
-	burstQueueMaxBytes   = 16 << 20
 	maxBinaryBytes       = 8_000_000
 	maxZipBytes          = 3_500_000
 	extensionCPUTickRate = 100 // USER_HZ, the unit of /proc/<pid>/stat times on Linux
-)
-
-// burstRSSBound is what "bounded by the configured queue limit" means here,
-// as the end-to-end test of the same scenario (e2e/delivery_test.go) holds
-// it: at most twice QUEUE_MAX_BYTES plus 32 MiB for the runtime, the code
-// and the buffers of one batch and one push. burstMemLimit is the soft
-// memory limit main.go gives the Go runtime for that queue bound (when
-// GOMEMLIMIT is not set): the heap's collector keeps below it, so the RSS
-// settles near it plus the binary's resident code.
-const (
-	burstRSSBound = 2*burstQueueMaxBytes + 32<<20
-	burstMemLimit = burstQueueMaxBytes*3/2 + 24<<20
 )
 
 func measureSizes(ctx context.Context, b *bench) error {
@@ -211,7 +198,7 @@ func shutdown(ctx context.Context, sb *sandbox.Sandbox) (sandbox.ShutdownResult,
 // inLoki counts the function's own lines Loki holds.
 func (b *bench) inLoki(ctx context.Context, function string, since time.Time) (int, error) {
 	lines, err := b.loki.Query(ctx, lokiserver.Query{
-		LogQL: fmt.Sprintf(`{function=%q, type=""}`, function), Start: since.Add(-time.Minute), End: time.Now().Add(time.Minute),
+		LogQL: delivery.Selector(function), Start: since.Add(-time.Minute), End: time.Now().Add(time.Minute),
 	})
 	return len(lines), err
 }
@@ -499,55 +486,6 @@ func measureSmallRSS(ctx context.Context, b *bench) error {
 		return err
 	}
 	b.judge("peak RSS, 5 invokes × 20 lines", "≤ 20 MiB", mib(sd.PeakRSSBytes), sd.PeakRSSBytes <= maxSmallRSS)
-	return nil
-}
-
-var droppedLines = regexp.MustCompile(`dropped the (\d+) oldest lines`)
-
-// measureBurstRSS writes 200 000 lines of 512 bytes (about 100 MB) while
-// Loki is unreachable: the queue holds at most QUEUE_MAX_BYTES and drops
-// the oldest lines, so the extension's memory stays bounded.
-func measureBurstRSS(ctx context.Context, b *bench) error {
-	port, err := lokiserver.FreePort() // nothing listens there: Loki is down
-	if err != nil {
-		return err
-	}
-	invokes := b.reps(4, 2)
-	const perInvoke = 50_000
-	sb, err := b.sandboxFor(ctx, functionName("burst"), "http://127.0.0.1:"+strconv.Itoa(port)+"/api/prom/push",
-		// As in the end-to-end test: a roomy emulator buffer, so that this
-		// measures the extension's queue bound rather than how fast a loaded
-		// machine decodes 25 MB/s of telemetry.
-		sandbox.Config{FunctionTimeout: 30 * time.Second, TelemetryBufferBytes: 64 << 20},
-		"QUEUE_MAX_BYTES="+strconv.Itoa(burstQueueMaxBytes), "TELEMETRY_MAX_BYTES=1048576", "TELEMETRY_MAX_ITEMS=10000",
-		"FLUSH_TIMEOUT_MS=400", "LOKI_TIMEOUT_MS=200")
-	if err != nil {
-		return err
-	}
-	defer sb.Close()
-	for i := range invokes {
-		if i > 0 {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if _, err := sb.Invoke(ctx, sandbox.Function{Lines: perInvoke, LineBytes: 512, Duration: 2 * time.Second}); err != nil {
-			return err
-		}
-	}
-	stats := sb.Stats()
-	sd, err := shutdown(ctx, sb)
-	if err != nil {
-		return err
-	}
-	dropped := 0
-	for _, m := range droppedLines.FindAllStringSubmatch(sb.ExtensionOutput(), -1) {
-		n, _ := strconv.Atoi(m[1])
-		dropped += n
-	}
-	b.judge(fmt.Sprintf("peak RSS, %d-line burst of 512 B, Loki down", invokes*perInvoke),
-		fmt.Sprintf("≤ %s (2 × QUEUE_MAX_BYTES %s + 32 MiB)", mib(burstRSSBound), mib(burstQueueMaxBytes)),
-		fmt.Sprintf("%s (GOMEMLIMIT %s; extension dropped %d oldest lines, emulator %d records)",
-			mib(sd.PeakRSSBytes), mib(burstMemLimit), dropped, stats.DroppedRecords),
-		sd.PeakRSSBytes <= burstRSSBound)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 // Package e2etest is the end-to-end tests' support: it builds the extension
 // binary, runs a real Loki, starts the sandbox emulator with the extension
-// inside, and compares what the function wrote with what Loki holds.
+// inside, and compares what the function wrote with what Loki holds
+// (with package delivery, which the benchmark shares).
 package e2etest
 
 import (
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
@@ -143,23 +145,6 @@ func StartSandbox(t testing.TB, cfg sandbox.Config) *sandbox.Sandbox {
 	return sb
 }
 
-// Delivery compares the lines a function wrote with the lines Loki holds.
-type Delivery struct {
-	Written, Delivered, Missing, Duplicated, WrongTime, Unexpected int
-	// Examples of what went wrong, for the failure message.
-	Examples []string
-}
-
-// Complete reports whether every line arrived once with its own timestamp.
-func (d Delivery) Complete() bool {
-	return d.Delivered == d.Written && d.Missing == 0 && d.Duplicated == 0 && d.WrongTime == 0 && d.Unexpected == 0
-}
-
-func (d Delivery) String() string {
-	return fmt.Sprintf("written %d, delivered %d, missing %d, duplicated %d, wrong time %d, unexpected %d %q",
-		d.Written, d.Delivered, d.Missing, d.Duplicated, d.WrongTime, d.Unexpected, d.Examples)
-}
-
 // Query reads every line of a selector since start.
 func Query(t testing.TB, srv *lokiserver.Server, logql string, start time.Time, tenant string) []lokiserver.Line {
 	t.Helper()
@@ -172,75 +157,9 @@ func Query(t testing.TB, srv *lokiserver.Server, logql string, start time.Time, 
 
 // CheckDelivery reads the function's own stream ({function=..., type=""})
 // and compares it with want. Platform lines are not part of it.
-func CheckDelivery(t testing.TB, srv *lokiserver.Server, function string, want []sandbox.Line, since time.Time) Delivery {
+func CheckDelivery(t testing.TB, srv *lokiserver.Server, function string, want []sandbox.Line, since time.Time) delivery.Delivery {
 	t.Helper()
-	got := Query(t, srv, fmt.Sprintf(`{function=%q, type=""}`, function), since, "")
-	return Compare(want, got)
-}
-
-// SameMillisecond reports whether a stored timestamp is the time the line
-// was written: Lambda stamps events to the millisecond, and the extension
-// moves a line by a few nanoseconds inside its millisecond only to keep
-// repeated lines apart (Loki stores one of several identical entries).
-func SameMillisecond(stored, written time.Time) bool {
-	return stored.Truncate(time.Millisecond).Equal(written.Truncate(time.Millisecond))
-}
-
-// Compare matches written lines with Loki's lines by text.
-func Compare(want []sandbox.Line, got []lokiserver.Line) Delivery {
-	d := Delivery{Written: len(want)}
-	type found struct {
-		times []time.Time
-	}
-	byText := map[string]*found{}
-	for _, g := range got {
-		f := byText[g.Line]
-		if f == nil {
-			f = &found{}
-			byText[g.Line] = f
-		}
-		f.times = append(f.times, g.Time)
-	}
-	example := func(format string, args ...any) {
-		if len(d.Examples) < 3 {
-			s := fmt.Sprintf(format, args...)
-			if len(s) > 160 {
-				s = s[:160] + "…"
-			}
-			d.Examples = append(d.Examples, s)
-		}
-	}
-	wanted := map[string]int{}
-	for _, w := range want {
-		wanted[w.Text]++
-	}
-	for _, w := range want {
-		f := byText[w.Text]
-		if f == nil || len(f.times) == 0 {
-			d.Missing++
-			example("missing %q", w.Text)
-			continue
-		}
-		d.Delivered++
-		t := f.times[0]
-		f.times = f.times[1:]
-		if !SameMillisecond(t, w.Time) {
-			d.WrongTime++
-			example("%q at %s, written at %s", w.Text, t.Format(time.RFC3339Nano), w.Time.Format(time.RFC3339Nano))
-		}
-	}
-	for text, f := range byText {
-		if wanted[text] > 0 {
-			d.Duplicated += len(f.times)
-			if len(f.times) > 0 {
-				example("duplicated %q", text)
-			}
-		} else {
-			d.Unexpected += len(f.times)
-			example("unexpected %q", text)
-		}
-	}
-	return d
+	return delivery.Compare(want, Query(t, srv, delivery.Selector(function), since, ""))
 }
 
 // Count returns how many lines of a selector Loki holds now.

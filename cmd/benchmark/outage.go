@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/config"
+	"github.com/lambda-loki/grafana-loki-extension/internal/faultproxy"
+	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/sandbox"
+)
+
+// Targets of issue 10. The outage runs with the default LOKI_TIMEOUT_MS and
+// FLUSH_TIMEOUT_MS, so that its figures are what a function configured
+// with nothing but LOKI_URL gets.
+const (
+	maxOutageMedian = 30 * time.Millisecond
+	maxOutageMax    = 60 * time.Millisecond
+	outageTimeout   = loki.DefaultRequestTimeout
+	outageBudget    = config.DefaultFlushTimeout
+	// The window that finds Loki hanging costs one request's timeout; the
+	// wait for runtimeDone before it is end mode's usual overhead, held to
+	// maxEndOverhead in its own row.
+	maxHangingWindow = outageTimeout + maxEndOverhead
+	// The outage run writes 600 small lines, and the outage's bookkeeping
+	// should cost no memory to speak of: the same bound as 5 × 20 lines.
+	maxOutageRSS = maxSmallRSS
+)
+
+// measureOutage runs issue 10's outage (package outage, as
+// e2e/outage_test.go does) with Loki refusing, hanging, and answering 429
+// with Retry-After: 2: 30 invocations × 20 lines, 200 ms apart, Loki away
+// for invocations 3 to 22.
+func measureOutage(ctx context.Context, b *bench) error {
+	srv, err := b.lokiServer(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := b.extensionsDir(ctx)
+	if err != nil {
+		return err
+	}
+	const retryAfter = 2 * time.Second
+	faults := []struct {
+		name  string
+		fault faultproxy.Fault
+	}{
+		{"Loki refusing", faultproxy.Fault{Kind: faultproxy.Down}},
+		{"Loki hanging", faultproxy.Fault{Kind: faultproxy.Hang}},
+		{"Loki answering 429, Retry-After: 2", faultproxy.Fault{Kind: faultproxy.Status, Code: 429, RetryAfter: "2"}},
+	}
+	for _, f := range faults {
+		cfg := sandbox.Config{ExtensionsDir: dir, FunctionName: functionName("outage")}
+		if b.opts.verbose {
+			cfg.ExtensionOutput = b.progress
+		}
+		plan := outage.NewPlan(srv, cfg, f.fault)
+		o, err := outage.Run(ctx, plan)
+		if err != nil {
+			return fmt.Errorf("%s: %w", f.name, err)
+		}
+		metric := "outage, " + f.name + ": "
+		during := o.During()
+		m, worst := median(during), slices.Max(during)
+		b.judge(metric+fmt.Sprintf("time after runtimeDone, invocations %d–%d", plan.FirstFailed+2, plan.LastFailed+1),
+			fmt.Sprintf("≤ %d ms median, ≤ %d ms max", maxOutageMedian.Milliseconds(), maxOutageMax.Milliseconds()),
+			fmt.Sprintf("%s median, max %s (%d invocations × %d lines, %d ms apart)", ms(m), ms(worst), len(during), plan.Fn.Lines, plan.Gap.Milliseconds()),
+			m <= maxOutageMedian && worst <= maxOutageMax)
+
+		first := o.FirstWindow()
+		target, bound := fmt.Sprintf("≤ FLUSH_TIMEOUT_MS %d ms", outageBudget.Milliseconds()), outageBudget
+		if f.fault.Kind == faultproxy.Hang {
+			target, bound = fmt.Sprintf("≤ LOKI_TIMEOUT_MS %d ms + %d ms (end mode's wait for runtimeDone)", outageTimeout.Milliseconds(), maxEndOverhead.Milliseconds()), maxHangingWindow
+		}
+		took := "the extension logged no time for its push"
+		if d, ok := o.FailedPushTook(); ok {
+			took = "the failed push " + ms(d) + " by the extension's log"
+		}
+		b.judge(metric+fmt.Sprintf("time after runtimeDone, invocation %d (the first failing)", plan.FirstFailed+1), target,
+			fmt.Sprintf("%s (%s)", ms(first), took), first <= bound)
+
+		d := o.Delivery
+		began, ended := o.Logged()
+		rss := o.Shutdown.PeakRSSBytes
+		b.judge(metric+"lines lost and duplicated by SHUTDOWN, peak RSS",
+			fmt.Sprintf("0 lost, 0 duplicated; ≤ %s", mib(maxOutageRSS)),
+			fmt.Sprintf("%d of %d lost, %d duplicated, %d at a wrong time; %s; outage logged %d×, recovery %d×",
+				d.Missing, d.Written, d.Duplicated, d.WrongTime, mib(rss), began, ended),
+			d.Complete() && rss <= maxOutageRSS)
+
+		if f.fault.RetryAfter != "" {
+			pauses := outage.PausesAfterRefusal(o.Requests)
+			if len(pauses) == 0 {
+				return fmt.Errorf("%s: no request was refused, or none followed a refusal", f.name)
+			}
+			shortest := slices.Min(pauses)
+			b.judge(metric+"shortest pause before the request after a 429", fmt.Sprintf("≥ %.0f s (Retry-After)", retryAfter.Seconds()),
+				fmt.Sprintf("%.3f s (%d requests refused, %d in all)", shortest.Seconds(), outage.Refused(o.Requests), len(o.Requests)),
+				shortest >= retryAfter)
+		}
+	}
+	return nil
+}
+
+// measureMemory runs issue 10's memory scenario (package outage, as
+// e2e/memory_test.go does): 200 000 lines of 512 bytes while Loki is down,
+// in each flush mode with the spill file, and in end mode without it; then
+// Loki is back before SHUTDOWN.
+func measureMemory(ctx context.Context, b *bench) error {
+	srv, err := b.lokiServer(ctx)
+	if err != nil {
+		return err
+	}
+	dir, err := b.extensionsDir(ctx)
+	if err != nil {
+		return err
+	}
+	modes := []struct {
+		strategy string
+		spill    bool
+	}{
+		{"end", true},
+		{"adaptive", true},
+		{"periodic,1000", true},
+		{"end", false},
+	}
+	for _, mode := range modes {
+		cfg := sandbox.Config{ExtensionsDir: dir, FunctionName: functionName("memory")}
+		if b.opts.verbose {
+			cfg.ExtensionOutput = b.progress
+		}
+		plan := outage.NewFloodPlan(srv, cfg, mode.strategy, mode.spill)
+		plan.DownInvokes = b.reps(plan.DownInvokes, 2)
+		r, err := outage.Flood(ctx, plan)
+		if err != nil {
+			return fmt.Errorf("%s, spill %v: %w", mode.strategy, mode.spill, err)
+		}
+		bound := plan.RSSBound()
+		// main.go's default GOMEMLIMIT for this QUEUE_MAX_BYTES: the heap's
+		// collector keeps below it, so the RSS settles near it plus the
+		// binary's resident code.
+		memLimit := int64(plan.QueueMaxBytes)*3/2 + 24<<20
+		metric := fmt.Sprintf("memory, %d lines of 512 B with Loki down, %s, ", plan.DownInvokes*plan.LinesEach, mode.strategy)
+		rssTarget := fmt.Sprintf("RSS ≤ %s (1.5 × QUEUE_MAX_BYTES %s + 32 MiB)", mib(bound), mib(int64(plan.QueueMaxBytes)))
+		emulator := ""
+		if r.EmulatorDropped > 0 {
+			emulator = fmt.Sprintf("; the emulator dropped %d records", r.EmulatorDropped)
+		}
+		if mode.spill {
+			lost := r.Written - r.InLoki
+			b.judge(metric+"spill on", rssTarget+"; 0 lost once Loki is back",
+				fmt.Sprintf("%s (GOMEMLIMIT %s); %d lost: %d of %d lines in Loki by SHUTDOWN, %d spilled, %d dropped%s",
+					mib(r.PeakRSSBytes), mib(memLimit), lost, r.InLoki, r.Written, r.Spilled, r.Dropped, emulator),
+				r.PeakRSSBytes <= bound && lost == 0 && r.Dropped == 0 && r.Lost == 0)
+			continue
+		}
+		b.judge(metric+"spill off (QUEUE_SPILL_MAX_BYTES=0)", rssTarget+"; dropped = written − in Loki",
+			fmt.Sprintf("%s; dropped %d, written − in Loki %d − %d = %d%s",
+				mib(r.PeakRSSBytes), r.Dropped, r.Written, r.InLoki, r.Written-r.InLoki, emulator),
+			r.PeakRSSBytes <= bound && r.Dropped > 0 && r.Dropped == r.Written-r.InLoki)
+	}
+	return nil
+}
