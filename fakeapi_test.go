@@ -288,7 +288,7 @@ func (p *fakePusher) set(mode pushMode) {
 }
 
 // Push answers as the mode says, and records the call.
-func (p *fakePusher) Push(ctx context.Context, entries []loki.Entry) loki.Result {
+func (p *fakePusher) PushRetrying(ctx context.Context, entries []loki.Entry, _ time.Time) loki.Result {
 	p.mu.Lock()
 	mode := p.mode
 	p.mu.Unlock()

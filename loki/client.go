@@ -360,6 +360,16 @@ func ValidateLabelName(name string) error {
 // retrying what can be retried until ctx ends. It modifies entries' lines in
 // place when they need truncation or UTF-8 repair.
 func (c *Client) Push(ctx context.Context, entries []Entry) Result {
+	return c.PushRetrying(ctx, entries, time.Time{})
+}
+
+// PushRetrying is Push with a bound on its retries: no retry starts after
+// until (zero leaves only ctx), and no request is cut short by it. A
+// background push gives it the end of its budget, so that a request in
+// flight is never cut (one cut short may have been stored all the same);
+// an outage's attempt gives it the present, so that the attempt is one
+// request and the outage's backoff its only pace.
+func (c *Client) PushRetrying(ctx context.Context, entries []Entry, until time.Time) Result {
 	var res Result
 	for i := range entries {
 		line, truncated := sanitizeLine(entries[i].Line, c.cfg.MaxLineBytes)
@@ -386,7 +396,7 @@ func (c *Client) Push(ctx context.Context, entries []Entry) Result {
 			size += n
 			end++
 		}
-		if !c.pushRequest(ctx, entries[start:end], &res) {
+		if !c.pushRequest(ctx, entries[start:end], until, &res) {
 			res.Undelivered = entries[start:]
 			return res
 		}
@@ -433,7 +443,7 @@ func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 
 // pushRequest sends one request, retrying while ctx allows. It returns false
 // when the entries were neither delivered nor rejected.
-func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) bool {
+func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Time, res *Result) bool {
 	meta := c.metadata()
 	body := c.enc.encode(entries, c.labelsFor, meta)
 	backoff := minBackoff
@@ -529,6 +539,9 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, res *Result) 
 		}
 		pause := jitter(backoff)
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
+			return giveUp()
+		}
+		if !until.IsZero() && time.Now().Add(pause).After(until) {
 			return giveUp()
 		}
 		if !wait.Sleep(ctx, pause) {

@@ -583,3 +583,31 @@ func TestReauthOnAuthFailure(t *testing.T) {
 		})
 	}
 }
+
+// An outage's attempt is one request (until is now), and a background push
+// starts no retry after its budget (until later), even with no deadline on
+// its context: a push retrying at the client's own pace for as long as Loki
+// is away would make the outage's backoff meaningless.
+func TestPushRetryingStartsNoRetryAfterUntil(t *testing.T) {
+	tests := []struct {
+		name         string
+		until        time.Duration // from the push's start
+		min, max     int64         // requests
+		wantTimedOut bool
+	}{
+		{"until now: one request", 0, 1, 1, false},
+		{"until 400 ms: retries up to then", 400 * time.Millisecond, 3, 10, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeLoki{respond: status(503, "unavailable")}
+			c, _ := newClient(t, f, nil)
+			start := time.Now()
+			res := c.PushRetrying(context.Background(), []Entry{{Time: t0, Line: "a"}}, start.Add(tt.until))
+			took := time.Since(start)
+			if n := f.n.Load(); n < tt.min || n > tt.max || len(res.Undelivered) != 1 || !res.Unavailable || took > tt.until+time.Second {
+				t.Fatalf("%d requests in %s (want %d–%d): %+v", n, took, tt.min, tt.max, res)
+			}
+		})
+	}
+}

@@ -9,9 +9,10 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
 
-// Pusher delivers entries; *loki.Client is the real one.
+// Pusher delivers entries; *loki.Client is the real one. It retries what
+// may pass until ctx ends, but starts no retry after until (when not zero).
 type Pusher interface {
-	Push(ctx context.Context, entries []loki.Entry) loki.Result
+	PushRetrying(ctx context.Context, entries []loki.Entry, until time.Time) loki.Result
 }
 
 // takeSize and takeBytes bound what one push takes from the queue: about
@@ -189,13 +190,23 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 		rep.Skipped = true
 		return rep
 	}
+	// Background pushes retry within their budget, and an outage's attempt
+	// not at all: its pace is the backoff's. The others retry while ctx
+	// lasts.
+	var retryUntil time.Time
+	switch {
+	case kind == FlushRetry:
+		retryUntil = start
+	case kind.background():
+		retryUntil = start.Add(d.cfg.Budget)
+	}
 	for ctx.Err() == nil && !(kind.background() && time.Since(start) >= d.cfg.Budget) {
 		batch := d.queue.TakeUpTo(takeSize, takeBytes)
 		if len(batch) == 0 {
 			break
 		}
 		nexts := d.nexts.Load()
-		res := d.pusher.Push(ctx, batch)
+		res := d.pusher.PushRetrying(ctx, batch, retryUntil)
 		rep.add(res)
 		if len(res.Undelivered) > 0 {
 			rep.Requeued += len(res.Undelivered)

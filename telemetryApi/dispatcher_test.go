@@ -19,10 +19,13 @@ type fakePusher struct {
 	// retryAfter is the pause it asked for.
 	unavailable bool
 	retryAfter  time.Duration
+	// until is the retry bound of the last push.
+	until time.Time
 }
 
-func (p *fakePusher) Push(_ context.Context, entries []loki.Entry) loki.Result {
+func (p *fakePusher) PushRetrying(_ context.Context, entries []loki.Entry, until time.Time) loki.Result {
 	p.pushed = append(p.pushed, texts(entries))
+	p.until = until
 	n := len(entries)
 	res := loki.Result{Requests: 1}
 	und := min(p.undelivered, n)
@@ -230,8 +233,8 @@ type countingPusher struct {
 	n      *int
 }
 
-func (c *countingPusher) Push(ctx context.Context, entries []loki.Entry) loki.Result {
-	res := c.Pusher.Push(ctx, entries)
+func (c *countingPusher) PushRetrying(ctx context.Context, entries []loki.Entry, _ time.Time) loki.Result {
+	res := c.Pusher.PushRetrying(ctx, entries, time.Time{})
 	if *c.n++; *c.n >= c.after {
 		c.cancel()
 	}
@@ -250,5 +253,41 @@ func TestDispatcherDrainAndRejectionDuringAnOutage(t *testing.T) {
 	rep := d.Flush(t.Context(), FlushDrain)
 	if rep.Delivered != 2 || rep.Rejected != 1 || !rep.OutageEnded || d.Outage() {
 		t.Fatalf("%+v", rep)
+	}
+}
+
+// Windows and the drain retry while their context lasts; background pushes
+// retry within their budget; an outage's attempt does not retry at all.
+func TestDispatcherBoundsRetries(t *testing.T) {
+	const budget = 700 * time.Millisecond
+	tests := []struct {
+		kind      FlushKind
+		outage    bool
+		wantUntil func(start time.Time) (lo, hi time.Time)
+	}{
+		{FlushWindow, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
+		{FlushDrain, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
+		{FlushTick, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
+		{FlushBacklog, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
+		{FlushRetry, true, func(s time.Time) (time.Time, time.Time) { return s, s.Add(50 * time.Millisecond) }},
+	}
+	for _, tt := range tests {
+		q := NewQueue(100, 1<<20, nil)
+		p := &fakePusher{}
+		d := NewDispatcher(q, p, DispatcherConfig{Budget: budget, RetryMin: time.Millisecond, RetryMax: time.Millisecond})
+		if tt.outage {
+			q.Put(lines("a", 1))
+			p.undelivered, p.unavailable = 1, true
+			d.Flush(t.Context(), FlushWindow)
+			p.undelivered = 0
+			time.Sleep(2 * time.Millisecond)
+		}
+		q.Put(lines("b", 1))
+		start := time.Now()
+		d.Flush(t.Context(), tt.kind)
+		lo, hi := tt.wantUntil(start)
+		if p.until.Before(lo) || p.until.After(hi) || lo.IsZero() != p.until.IsZero() {
+			t.Errorf("kind %d: retries until %v, want between %v and %v", tt.kind, p.until, lo, hi)
+		}
 	}
 }

@@ -83,7 +83,7 @@ type blockingPusher struct {
 	started, release chan struct{}
 }
 
-func (p *blockingPusher) Push(_ context.Context, entries []loki.Entry) loki.Result {
+func (p *blockingPusher) PushRetrying(_ context.Context, entries []loki.Entry, _ time.Time) loki.Result {
 	p.once.Do(func() { close(p.started) })
 	<-p.release
 	return loki.Result{Delivered: len(entries), Requests: 1}
