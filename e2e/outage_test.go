@@ -47,13 +47,17 @@ func TestOutageCostsTheFunctionNothing(t *testing.T) {
 				t.Fatalf("delivery: %s", o.Delivery)
 			}
 			during := slices.Sorted(slices.Values(o.During()))
-			t.Logf("first failing window %s; after it, during the outage: median %s, max %s",
-				o.FirstWindow(), during[len(during)/2], during[len(during)-1])
+			t.Logf("first failing window %s; after it, during the outage: median %s, max %s; %d attempts in the background",
+				o.FirstWindow(), during[len(during)/2], during[len(during)-1], o.Attempts())
 			if first := o.FirstWindow(); first > tt.firstWindow {
 				t.Errorf("the first failing invocation spent %s after its runtime, beyond %s", first, tt.firstWindow)
 			}
 			if worst := during[len(during)-1]; worst > 300*time.Millisecond {
 				t.Errorf("an invocation during the outage spent %s after its runtime: it pushed before /next", worst)
+			}
+			// 1 s, then about 2 and 4 more: the outage lasts about 5 s here.
+			if n := o.Attempts(); n > 5 {
+				t.Errorf("%d requests in the background during the outage: attempts do not follow the backoff", n)
 			}
 			if began, ended := o.Logged(); began != 1 || ended != 1 {
 				t.Errorf("the outage was logged %d times and the recovery %d times, want once each", began, ended)

@@ -137,6 +137,21 @@ func (r Result) During() []time.Duration {
 	return ds
 }
 
+// Attempts counts the requests made in the background while Loki was away:
+// after the first failing invocation's /next and before the last one's.
+// The outage's backoff (1 s, doubling) allows a handful in the seconds an
+// outage of this plan lasts; retries at a push's own pace would be many.
+func (r Result) Attempts() int {
+	from, to := r.Invokes[r.firstFailed].Next, r.Invokes[r.lastFailed].Next
+	n := 0
+	for _, req := range r.Requests {
+		if req.At.After(from) && req.At.Before(to) {
+			n++
+		}
+	}
+	return n
+}
+
 // Logged counts the extension's lines saying Loki went away and came back.
 func (r Result) Logged() (began, ended int) {
 	return strings.Count(r.Output, BeganLine), strings.Count(r.Output, EndedLine)
