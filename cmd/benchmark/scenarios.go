@@ -17,6 +17,7 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/fakeaws"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
+	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
@@ -183,17 +184,6 @@ func functionName(scenario string) string {
 	return fmt.Sprintf("bench-%s-%d", scenario, time.Now().UnixNano()%1_000_000_000)
 }
 
-// shutdown ends a sandbox and checks the extension left in time.
-func shutdown(ctx context.Context, sb *sandbox.Sandbox) (sandbox.ShutdownResult, error) {
-	sd, err := sb.Shutdown(ctx, "spindown")
-	if err != nil {
-		return sd, fmt.Errorf("shutdown: %w", err)
-	}
-	if sd.Killed || sd.ExitCode != 0 {
-		return sd, fmt.Errorf("shutdown: killed %v, exit code %d after %s", sd.Killed, sd.ExitCode, sd.Duration)
-	}
-	return sd, nil
-}
 
 // inLoki counts the function's own lines Loki holds.
 func (b *bench) inLoki(ctx context.Context, function string, since time.Time) (int, error) {
@@ -245,7 +235,7 @@ func measureInit(ctx context.Context, b *bench) error {
 				return err
 			}
 			inits[w.name] = append(inits[w.name], sb.InitDuration())
-			if _, err := shutdown(ctx, sb); err != nil {
+			if _, err := outage.Shutdown(ctx, sb); err != nil {
 				return err
 			}
 			if strings.Contains(sb.ExtensionOutput(), "invalid configuration") {
@@ -338,7 +328,7 @@ func (b *bench) invokes(ctx context.Context, name string, n int, gap time.Durati
 		results = append(results, res)
 		written += len(res.Lines)
 	}
-	if _, err := shutdown(ctx, sb); err != nil {
+	if _, err := outage.Shutdown(ctx, sb); err != nil {
 		return nil, err
 	}
 	got, err := b.inLoki(ctx, function, start)
@@ -420,7 +410,7 @@ func measureThroughput(ctx context.Context, b *bench) error {
 	took := res.Next.Sub(invokeStart)
 	cpu := cpuTime(pids) - cpuBefore
 	stats := sb.Stats()
-	if _, err := shutdown(ctx, sb); err != nil {
+	if _, err := outage.Shutdown(ctx, sb); err != nil {
 		return err
 	}
 	got, err := b.inLoki(ctx, function, start)
@@ -481,7 +471,7 @@ func measureSmallRSS(ctx context.Context, b *bench) error {
 			return err
 		}
 	}
-	sd, err := shutdown(ctx, sb)
+	sd, err := outage.Shutdown(ctx, sb)
 	if err != nil {
 		return err
 	}

@@ -115,7 +115,7 @@ func Run(ctx context.Context, p Plan) (r Result, err error) {
 		r.Invokes = append(r.Invokes, res)
 		r.Lines = append(r.Lines, res.Lines...)
 	}
-	if r.Shutdown, err = shutdown(ctx, sb); err != nil {
+	if r.Shutdown, err = Shutdown(ctx, sb); err != nil {
 		return r, err
 	}
 	r.Requests = proxy.Requests()
@@ -307,7 +307,7 @@ func Flood(ctx context.Context, p FloodPlan) (r FloodResult, err error) {
 		r.Written += len(res.Lines)
 	}
 	r.EmulatorDropped = sb.Stats().DroppedRecords
-	sd, err := shutdown(ctx, sb)
+	sd, err := Shutdown(ctx, sb)
 	r.PeakRSSBytes = sd.PeakRSSBytes
 	if err != nil {
 		return r, err
@@ -353,9 +353,9 @@ func env(pushURL string, extra ...string) ([]string, error) {
 	return append([]string{"AWS_SAM_LOCAL=true", "TELEMETRY_LISTENER_PORT=" + strconv.Itoa(port), "LOKI_URL=" + pushURL}, extra...), nil
 }
 
-// shutdown sends SHUTDOWN and checks the extension exited by itself, in
+// Shutdown sends SHUTDOWN and checks the extension exited by itself, in
 // time and with status 0.
-func shutdown(ctx context.Context, sb *sandbox.Sandbox) (sandbox.ShutdownResult, error) {
+func Shutdown(ctx context.Context, sb *sandbox.Sandbox) (sandbox.ShutdownResult, error) {
 	sd, err := sb.Shutdown(ctx, "spindown")
 	if err != nil {
 		return sd, fmt.Errorf("shutdown: %w", err)
