@@ -184,7 +184,6 @@ func functionName(scenario string) string {
 	return fmt.Sprintf("bench-%s-%d", scenario, time.Now().UnixNano()%1_000_000_000)
 }
 
-
 // inLoki counts the function's own lines Loki holds.
 func (b *bench) inLoki(ctx context.Context, function string, since time.Time) (int, error) {
 	lines, err := b.loki.Query(ctx, lokiserver.Query{
