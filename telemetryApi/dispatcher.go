@@ -226,9 +226,6 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 		if lasted, ended := d.outage.answered(time.Now(), d.queue.Bytes() <= d.cfg.CatchUpBytes); ended {
 			rep.OutageEnded, rep.OutageLasted = true, lasted
 		}
-		if kind == FlushRetry && d.outage.active() && d.queue.Bytes() <= d.cfg.CatchUpBytes {
-			break
-		}
 	}
 	return rep
 }

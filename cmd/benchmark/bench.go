@@ -222,6 +222,17 @@ func (b *bench) extensionsDir(ctx context.Context) (string, error) {
 	return filepath.Dir(bin), nil
 }
 
+// lokiAndExtensions is what an emulator scenario needs: the real Loki and
+// the directory of the extension's build.
+func (b *bench) lokiAndExtensions(ctx context.Context) (*lokiserver.Server, string, error) {
+	srv, err := b.lokiServer(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	dir, err := b.extensionsDir(ctx)
+	return srv, dir, err
+}
+
 // lokiServer starts the real Loki on first use.
 func (b *bench) lokiServer(ctx context.Context) (*lokiserver.Server, error) {
 	if b.loki != nil {

@@ -35,11 +35,7 @@ const (
 // with Retry-After: 2: 30 invocations × 20 lines, 200 ms apart, Loki away
 // for invocations 3 to 22.
 func measureOutage(ctx context.Context, b *bench) error {
-	srv, err := b.lokiServer(ctx)
-	if err != nil {
-		return err
-	}
-	dir, err := b.extensionsDir(ctx)
+	srv, dir, err := b.lokiAndExtensions(ctx)
 	if err != nil {
 		return err
 	}
@@ -110,11 +106,7 @@ func measureOutage(ctx context.Context, b *bench) error {
 // in each flush mode with the spill file, and in end mode without it; then
 // Loki is back before SHUTDOWN.
 func measureMemory(ctx context.Context, b *bench) error {
-	srv, err := b.lokiServer(ctx)
-	if err != nil {
-		return err
-	}
-	dir, err := b.extensionsDir(ctx)
+	srv, dir, err := b.lokiAndExtensions(ctx)
 	if err != nil {
 		return err
 	}

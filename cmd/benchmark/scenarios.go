@@ -198,11 +198,7 @@ func (b *bench) inLoki(ctx context.Context, function string, since time.Time) (i
 // (a local stand-in that checks the signature, over plain HTTP on the
 // loopback), and, with -baseline, the baseline revision configured plainly.
 func measureInit(ctx context.Context, b *bench) error {
-	srv, err := b.lokiServer(ctx)
-	if err != nil {
-		return err
-	}
-	dir, err := b.extensionsDir(ctx)
+	srv, dir, err := b.lokiAndExtensions(ctx)
 	if err != nil {
 		return err
 	}
