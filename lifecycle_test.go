@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -478,5 +480,34 @@ func TestNextFailuresInTheDegradedLoop(t *testing.T) {
 				t.Errorf("the configuration error was not logged")
 			}
 		})
+	}
+}
+
+// Where the spill directory cannot be written (a read-only /tmp), the
+// extension says so once and goes on without a spill file: lines past the
+// memory bound are dropped, counted, and everything else is shipped.
+func TestUnwritableSpillDirectoryTurnsTheSpillOff(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "a-file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startExtension(t, http.StatusOK, func(c *config.Config) {
+		c.SpillMaxBytes = 64 << 20
+		c.SpillDir = filepath.Join(file, "spill") // no directory can be made below a file
+	})
+	h.api.queue(invokeEvent("s1", 10*time.Second))
+	h.api.awaitCall(t, 1, true)
+	h.post(t, invocation("s1", "success", "s1 line")...)
+	next := h.api.awaitCall(t, 2, false)
+	if m := missing(h.pusher.deliveredBefore(next.arrived), []string{"s1 line"}); len(m) > 0 {
+		t.Fatalf("without a spill file, %q were not pushed", m)
+	}
+	h.api.queue(shutdownEvent("spindown", 2*time.Second))
+	if code := h.wait(t); code != 0 {
+		t.Fatalf("run returned %d", code)
+	}
+	if n := strings.Count(h.log.String(), "no spill file (QUEUE_SPILL_DIR)"); n != 1 {
+		t.Fatalf("the missing spill file was reported %d times, want once:\n%s", n, h.log.String())
 	}
 }
