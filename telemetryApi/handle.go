@@ -53,7 +53,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			if !l.decodeRecord(ev, &rd) && rd.RequestID == "" {
 				continue
 			}
-			rd.RequestID = l.invocations.intern(rd.RequestID)
+			rd.RequestID = l.invocations.of(rd.RequestID).requestID
 			if rd.Status != "" && rd.Status != "success" {
 				e := l.platformEntry(ev, received, failureLine(rd), rd.RequestID)
 				e.Stream = loki.StreamFunction
@@ -68,7 +68,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 		case TypePlatformReport:
 			var rep Report
 			if l.cfg.ShipPlatform && l.decodeRecord(ev, &rep) {
-				p.add(l.platformEntry(ev, received, reportLine(rep), l.invocations.intern(rep.RequestID)), room)
+				p.add(l.platformEntry(ev, received, reportLine(rep), l.invocations.of(rep.RequestID).requestID), room)
 			}
 		case TypePlatformLogsDropped:
 			var d LogsDropped
@@ -99,12 +99,11 @@ func (l *Listener) handle(events []Event, received time.Time) {
 // running when it was written.
 func (l *Listener) lineEntry(ev *Event, stream loki.StreamType, received time.Time) loki.Entry {
 	e, requestID := recordEntry(ev, stream, received)
+	inv := l.invocations.current
 	if requestID != "" {
-		e.RequestID = l.invocations.intern(requestID)
-	} else {
-		e.RequestID = l.invocations.current
+		inv = l.invocations.of(requestID)
 	}
-	e.TraceID = l.invocations.traceOf(e.RequestID)
+	e.RequestID, e.TraceID = inv.requestID, inv.traceID
 	return e
 }
 
@@ -141,7 +140,9 @@ func (p *pending) take() []loki.Entry {
 // name their own request. Request IDs are interned, so that the entries of
 // an invocation share one string instead of holding one each.
 type invocations struct {
-	current string
+	// current is the invocation running, zero between invocations; a text
+	// line takes it without a lookup.
+	current invocation
 	// recent maps recent request IDs to the interned ID and its trace ID
 	// ("" without tracing).
 	recent map[string]invocation
@@ -158,9 +159,10 @@ func (inv *invocations) start(s Start, concurrent bool) string {
 	if s.Tracing != nil {
 		trace, _ = TraceIDFromXRay(s.Tracing.Value)
 	}
-	inv.recent[s.RequestID] = invocation{s.RequestID, trace}
+	known := invocation{s.RequestID, trace}
+	inv.recent[s.RequestID] = known
 	if !concurrent {
-		inv.current = s.RequestID
+		inv.current = known
 	}
 	return s.RequestID
 }
@@ -168,23 +170,20 @@ func (inv *invocations) start(s Start, concurrent bool) string {
 // end records the runtimeDone of requestID: lines that follow belong to no
 // invocation until the next platform.start.
 func (inv *invocations) end(requestID string) {
-	if inv.current == requestID {
-		inv.current = ""
+	if inv.current.requestID == requestID {
+		inv.current = invocation{}
 	}
 }
 
-// intern returns the string already held for requestID, if any.
-func (inv *invocations) intern(requestID string) string {
-	if known, ok := inv.recent[requestID]; ok {
-		return known.requestID
-	}
-	return requestID
-}
-
-// traceOf returns the trace ID of a recent invocation, or "".
-func (inv *invocations) traceOf(requestID string) string {
+// of returns the invocation a record or a platform event names: its
+// interned request ID and its trace ID when it is a recent one, the ID as
+// given otherwise.
+func (inv *invocations) of(requestID string) invocation {
 	if requestID == "" {
-		return ""
+		return invocation{}
 	}
-	return inv.recent[requestID].traceID
+	if known, ok := inv.recent[requestID]; ok {
+		return known
+	}
+	return invocation{requestID: requestID}
 }

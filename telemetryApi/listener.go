@@ -244,5 +244,5 @@ func (l *Listener) platformEntry(ev *Event, received time.Time, line, requestID 
 	if !ok {
 		t = received
 	}
-	return loki.Entry{Time: t, Line: line, Stream: loki.StreamPlatform, RequestID: requestID, TraceID: l.invocations.traceOf(requestID)}
+	return loki.Entry{Time: t, Line: line, Stream: loki.StreamPlatform, RequestID: requestID, TraceID: l.invocations.of(requestID).traceID}
 }
