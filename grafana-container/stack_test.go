@@ -30,6 +30,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 )
@@ -1202,7 +1203,7 @@ func TestTempoFindsTheLoggedTraceID(t *testing.T) {
 	}
 	dir := t.TempDir()
 	free := func() string {
-		port, err := lokiserver.FreePort()
+		port, err := freeport.Pick()
 		if err != nil {
 			t.Fatal(err)
 		}

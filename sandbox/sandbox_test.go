@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 )
 
@@ -39,9 +40,11 @@ func testExtension(t *testing.T, names ...string) string {
 }
 
 func freePort(t *testing.T) string {
-	srv := httptest.NewServer(http.NotFoundHandler())
-	defer srv.Close()
-	return srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	port, err := freeport.Pick()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strconv.Itoa(port)
 }
 
 // recorded reads the batches the test extension's listener received.

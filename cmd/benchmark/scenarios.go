@@ -16,6 +16,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/fakeaws"
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
@@ -167,7 +168,7 @@ func (b *bench) sandboxFor(ctx context.Context, function, pushURL string, cfg sa
 
 // sandboxIn is sandboxFor with the extension in dir.
 func (b *bench) sandboxIn(ctx context.Context, dir, function, pushURL string, cfg sandbox.Config, env ...string) (*sandbox.Sandbox, error) {
-	port, err := lokiserver.FreePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}

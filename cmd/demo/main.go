@@ -21,6 +21,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
@@ -163,6 +164,6 @@ func labels(all map[string]string) string {
 }
 
 func freePort() (string, error) {
-	srv, err := lokiserver.FreePort()
+	srv, err := freeport.Pick()
 	return fmt.Sprint(srv), err
 }

@@ -7,7 +7,6 @@ package e2etest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
@@ -102,15 +102,15 @@ func FunctionName(t testing.TB) string {
 	return fmt.Sprintf("%s-%d", name, time.Now().UnixNano()%1_000_000)
 }
 
-// FreePort returns a TCP port free on the loopback now.
+// FreePort returns a TCP port for the extension to bind later (see freeport
+// for why not the kernel's 127.0.0.1:0).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freeport.Pick()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // Env is the extension's environment for a local run: the listener on a

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 )
 
@@ -100,7 +100,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lokiserver: %w", err)
 	}
-	port, err := freePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}
@@ -153,18 +153,6 @@ func Attach(baseURL string) *Server {
 	s := &Server{url: strings.TrimSuffix(baseURL, "/"), output: &tailBuffer{}}
 	s.once.Do(func() {})
 	return s
-}
-
-// FreePort returns a TCP port that is free on the loopback now.
-func FreePort() (int, error) { return freePort() }
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("lokiserver: finding a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // URL is Loki's base URL, e.g. http://127.0.0.1:41234.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/faultproxy"
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
@@ -346,7 +347,7 @@ func field(line, name string) int {
 // free port (AWS_SAM_LOCAL binds it without the sandbox host name) and the
 // push URL, then extra.
 func env(pushURL string, extra ...string) ([]string, error) {
-	port, err := lokiserver.FreePort()
+	port, err := freeport.Pick()
 	if err != nil {
 		return nil, err
 	}
