@@ -34,9 +34,12 @@ func FormatLabels(labels map[string]string) string {
 	return b.String()
 }
 
-// truncationMarker is appended to a truncated line, with the number of bytes
-// cut, so that a reader sees the line is not whole.
-const truncationMarker = " …[truncated %d bytes]"
+// A truncated line ends with truncatedPrefix, the number of bytes cut and
+// truncatedSuffix, so that a reader sees the line is not whole.
+const (
+	truncatedPrefix = " …[truncated "
+	truncatedSuffix = " bytes]"
+)
 
 // sanitizeLine makes line valid UTF-8 and at most maxBytes long, cutting on
 // a character boundary and appending the marker. Lines that need nothing are
@@ -50,12 +53,12 @@ func sanitizeLine(line string, maxBytes int) (string, bool) {
 	}
 	// The marker's length depends on the count it prints; the count is at
 	// most len(line), so room for that many digits is enough.
-	room := len(" …[truncated  bytes]") + len(strconv.Itoa(len(line)))
+	room := len(truncatedPrefix) + len(truncatedSuffix) + len(strconv.Itoa(len(line)))
 	cut := max(maxBytes-room, 0)
 	for cut > 0 && !utf8.RuneStart(line[cut]) {
 		cut--
 	}
-	return line[:cut] + " …[truncated " + strconv.Itoa(len(line)-cut) + " bytes]", true
+	return line[:cut] + truncatedPrefix + strconv.Itoa(len(line)-cut) + truncatedSuffix, true
 }
 
 // encoder builds snappy-compressed protobuf push bodies, reusing its buffers
