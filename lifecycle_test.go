@@ -511,3 +511,78 @@ func TestUnwritableSpillDirectoryTurnsTheSpillOff(t *testing.T) {
 		t.Fatalf("the missing spill file was reported %d times, want once:\n%s", n, h.log.String())
 	}
 }
+
+// The timed modes push on a timer and never between runtimeDone and /next:
+// periodic mode calls /next as soon as the INVOKE is handled, and Managed
+// Instances have no INVOKE at all (docs/lambda-runtime-contract.md#managed-instances).
+// In both, lines posted while the function runs go out within about one
+// interval, in background pushes, and SHUTDOWN ends the run cleanly.
+func TestTimedModesPushOnTheTimer(t *testing.T) {
+	t.Parallel()
+	const interval = 300 * time.Millisecond
+	tests := []struct {
+		name    string
+		tweak   func(*config.Config)
+		invokes bool
+		schema  string
+	}{
+		{
+			name:    "periodic",
+			tweak:   func(c *config.Config) { c.Flush = config.FlushStrategy{Mode: config.FlushPeriodic, Interval: interval} },
+			invokes: true, schema: telemetryApi.SchemaVersion,
+		},
+		{
+			name: "Managed Instances",
+			tweak: func(c *config.Config) {
+				c.ManagedInstances = true
+				c.Flush = config.FlushStrategy{Mode: config.FlushPeriodic, Interval: interval}
+			},
+			schema: telemetryApi.SchemaVersionManagedIn,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := startExtension(t, http.StatusOK, tt.tweak)
+			if subs := h.api.subscribed(); subs[0].SchemaVersion != tt.schema {
+				t.Errorf("subscribed with schema %q, want %q", subs[0].SchemaVersion, tt.schema)
+			}
+			calls := 1
+			if tt.invokes {
+				h.api.queue(invokeEvent("p1", 10*time.Second))
+				invoke := h.api.awaitCall(t, 1, true)
+				next := h.api.awaitCall(t, 2, false)
+				// No runtimeDone has come: the wait of end mode would
+				// last until the deadline.
+				if wait := next.arrived.Sub(invoke.answered); wait > 200*time.Millisecond {
+					t.Errorf("the INVOKE held /next %s, want no wait", wait)
+				}
+				calls = 2
+			}
+			posted := time.Now()
+			h.post(t, invocation("p1", "success", "p1 first", "p1 second")...)
+			eventually(t, "the lines pushed by the timer", func() bool {
+				return len(missing(h.pusher.delivered(), []string{"p1 first", "p1 second"})) == 0
+			})
+			for _, c := range h.pusher.calls() {
+				if c.bounded {
+					t.Errorf("a bounded push (a window or the drain) before SHUTDOWN: %+v", c)
+				}
+				if c.mode == pushOK && c.at.Sub(posted) > interval+500*time.Millisecond {
+					t.Errorf("lines pushed %s after they arrived, want within about %s", c.at.Sub(posted), interval)
+				}
+			}
+			if n := len(h.api.nextCalls()); n != calls {
+				t.Errorf("%d /next calls before SHUTDOWN, want %d", n, calls)
+			}
+
+			h.api.queue(shutdownEvent("spindown", 2*time.Second))
+			if code := h.wait(t); code != 0 {
+				t.Fatalf("run returned %d, want 0", code)
+			}
+			if log := h.log.String(); !strings.Contains(log, `msg="shut down"`) {
+				t.Errorf("no shutdown summary:\n%s", log)
+			}
+		})
+	}
+}
