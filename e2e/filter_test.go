@@ -135,6 +135,38 @@ func TestLevelFilterRulesAndMasks(t *testing.T) {
 	}
 }
 
+// A structured logger that prints its own JSON (Powertools, pino) gets no
+// runtime prefix in the text log format: LOKI_MIN_LEVEL reads the line's
+// top-level "level", a name or a pino number, and a line without one is
+// shipped.
+func TestMinLevelReadsJSONTextLines(t *testing.T) {
+	srv := e2etest.Loki(t)
+	o := runFunctions(t, sandbox.Config{LogFormat: "text"}, []string{"LOKI_MIN_LEVEL=info"}, 0,
+		sandbox.Function{Raw: true, Messages: []string{
+			`{"level":"DEBUG","location":"handler:12","message":"powertools debug"}`,
+			`{"level":"INFO","location":"handler:14","message":"powertools info"}`,
+			`{"level":20,"time":1715817560159,"msg":"pino debug"}`,
+			`{"level":50,"time":1715817560160,"msg":"pino error"}`,
+			`{"ctx":{"level":"debug"},"msg":"nested level only"}`,
+			"plain print",
+		}})
+	var want []sandbox.Line
+	for _, l := range o.lines {
+		if !strings.Contains(l.Text, "powertools debug") && !strings.Contains(l.Text, "pino debug") {
+			want = append(want, l)
+		}
+	}
+	if len(want) != 4 {
+		t.Fatalf("%d lines should pass, want 4: %q", len(want), want)
+	}
+	if d := e2etest.CheckDelivery(t, srv, o.function, want, o.start); !d.Complete() {
+		t.Fatalf("Loki does not hold exactly the lines at or above info: %s", d)
+	}
+	if got, want := summaryField(t, o.sb.ExtensionOutput(), "filtered"), "min_level=2"; got != want {
+		t.Errorf("summary filtered=%q, want %q", got, want)
+	}
+}
+
 // A bad rule is one configuration error naming the variable and the rule,
 // and then the extension ships nothing but keeps the function working,
 // like any bad configuration.

@@ -108,6 +108,8 @@ func TestApply(t *testing.T) {
 		{"at the min level", Config{MinLevel: loglevel.Info}, node("INFO", "hello"), 0, node("INFO", "hello"), ""},
 		{"above the min level", Config{MinLevel: loglevel.Info}, "[ERROR]\t2024-05-15T23:59:20.159Z\t" + id + "\tboom", 0, "[ERROR]\t2024-05-15T23:59:20.159Z\t" + id + "\tboom", ""},
 		{"unknown level is shipped", Config{MinLevel: loglevel.Fatal}, "print without a prefix", 0, "print without a prefix", ""},
+		{"a structured logger's JSON text line, below", Config{MinLevel: loglevel.Info}, `{"level":"DEBUG","message":"x"}`, 0, "", MinLevelRule},
+		{"a structured logger's JSON text line, kept", Config{MinLevel: loglevel.Info}, `{"level":40,"msg":"x"}`, 0, `{"level":40,"msg":"x"}`, ""},
 		{"the record's own level wins over the text", Config{MinLevel: loglevel.Warn}, `{"level":"DEBUG","message":"[ERROR] x"}`, loglevel.Debug, "", MinLevelRule},
 		{"the record's own level, kept", Config{MinLevel: loglevel.Warn}, `{"level":50}`, loglevel.Error, `{"level":50}`, ""},
 		{"no min level: levels are not read", Config{Rules: []Rule{health}}, node("TRACE", "x"), 0, node("TRACE", "x"), ""},

@@ -29,11 +29,17 @@ const maxName = len("information")
 //     (https://docs.aws.amazon.com/lambda/latest/dg/java-logging.html).
 //   - Ruby's Logger: "E, [2024-05-15T23:59:20.159000 #8] ERROR -- : <message>"
 //     (https://docs.aws.amazon.com/lambda/latest/dg/ruby-logging.html).
+//   - A JSON object written straight to stdout by a structured logger
+//     (Powertools for AWS Lambda, pino, structlog, zap...): its top-level
+//     "level" or "levelname", a name or a pino/bunyan number, within the
+//     line's first 1 KiB (see jsonLine).
 func Detect(line string) Level {
 	if len(line) < 3 {
 		return Unknown
 	}
 	switch c := line[0]; {
+	case c == '{':
+		return jsonLine(line)
 	case c == '[':
 		return bracketed(line)
 	case c >= '0' && c <= '9':

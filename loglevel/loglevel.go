@@ -137,6 +137,14 @@ func FromNumber(n float64) Level {
 // the record: a string holding a name (or a number), or a number. Anything
 // else, null included, is Unknown.
 func FromJSON(raw []byte) Level {
+	// Levels are short: the conversion of a value that does not escape
+	// uses a buffer on the stack up to 32 bytes, so it allocates nothing.
+	return fromJSONValue(string(raw))
+}
+
+// fromJSONValue is FromJSON for a value already held as a string (a slice
+// of a text line).
+func fromJSONValue(raw string) Level {
 	if len(raw) == 0 {
 		return Unknown
 	}
@@ -148,7 +156,7 @@ func FromJSON(raw []byte) Level {
 		}
 		return Parse(s)
 	case c == '-' || c >= '0' && c <= '9':
-		n, err := strconv.ParseFloat(string(raw), 64)
+		n, err := strconv.ParseFloat(raw, 64)
 		if err != nil {
 			return Unknown
 		}
@@ -159,15 +167,13 @@ func FromJSON(raw []byte) Level {
 
 // jsonString returns the text of a JSON string literal that has no escapes;
 // level names never need them, so one that has them is not a level.
-func jsonString(raw []byte) (string, bool) {
+func jsonString(raw string) (string, bool) {
 	if len(raw) < 2 || raw[len(raw)-1] != '"' {
 		return "", false
 	}
 	inner := raw[1 : len(raw)-1]
-	for _, c := range inner {
-		if c == '\\' || c == '"' {
-			return "", false
-		}
+	if strings.ContainsAny(inner, `\"`) {
+		return "", false
 	}
-	return string(inner), true
+	return inner, true
 }

@@ -110,7 +110,20 @@ func TestDetect(t *testing.T) {
 		{"bracket not followed by a separator", "[ERROR]boom", Unknown},
 		{"unknown bracketed word", "[NOTICE] x", Unknown},
 		{"bracket never closed", "[" + strings.Repeat("E", 100), Unknown},
-		{"JSON text", `{"level":"error","msg":"x"}`, Unknown},
+		{"Powertools JSON", `{"level":"DEBUG","location":"handler:12","message":"x","timestamp":"2024-05-15 23:59:20,159+0000"}`, Debug},
+		{"pino JSON, numeric", `{"level":50,"time":1715817560159,"pid":8,"msg":"boom"}`, Error},
+		{"logrus JSON, level later", `{"a":1,"b":[1,{"level":"fatal"}],"c":{"d":"}"},"level":"warning","msg":"x"}`, Warn},
+		{"structlog JSON, spaces", `{ "event" : "x" , "level" : "info" }`, Info},
+		{"python-json-logger", `{"message": "x", "levelname": "ERROR"}`, Error},
+		{"escaped quote before the level", `{"msg":"say \"hi\"","level":"error"}`, Error},
+		{"level only in a nested object", `{"ctx":{"level":"error"},"msg":"x"}`, Unknown},
+		{"level key with another value", `{"level":{"n":50}}`, Unknown},
+		{"level name unknown", `{"level":"notice"}`, Unknown},
+		{"JSON without a level", `{"msg":"error"}`, Unknown},
+		{"level past the first KiB", `{"msg":"` + strings.Repeat("x", 1100) + `","level":"error"}`, Unknown},
+		{"broken JSON", `{"msg" "x","level":"error"}`, Unknown},
+		{"not JSON after the brace", `{level: error}`, Unknown},
+		{"string never closed", `{"msg":"` + strings.Repeat("x", 100), Unknown},
 		{"number that is not a date", "12345 items\tERROR\tx", Unknown},
 		{"date without tabs", "2024-05-15T23:59:20.159Z ERROR x", Unknown},
 		{"level word is the message", "2024-05-15T23:59:20.159Z\t" + id + "\terror", Unknown},
@@ -137,10 +150,22 @@ func TestDetectDoesNotAllocate(t *testing.T) {
 		"[ERROR]\t2024-05-15T23:59:20.159Z\t8f5e4c3a\tboom",
 		"2024-05-15 23:59:20 8f5e4c3a INFO  Handler - x",
 		strings.Repeat("x", 10_000),
+		`{"level":"DEBUG","location":"handler:12","message":"x"}`,
+		`{"level":30,"time":1715817560159,"msg":"x"}`,
+		`{"msg":"` + strings.Repeat("x", 10_000) + `","level":"error"}`,
 	}
 	for _, line := range lines {
 		if n := testing.AllocsPerRun(100, func() { Detect(line) }); n != 0 {
 			t.Errorf("Detect(%.40q…) allocates %v times", line, n)
+		}
+	}
+}
+
+func BenchmarkDetectJSON(b *testing.B) {
+	line := `{"level":"INFO","location":"handler:12","message":"line 1 of 8f5e4c3a","timestamp":"2024-05-15 23:59:20,159+0000"}`
+	for b.Loop() {
+		if Detect(line) != Info {
+			b.Fatal("not info")
 		}
 	}
 }
@@ -152,4 +177,21 @@ func BenchmarkDetect(b *testing.B) {
 			b.Fatal("not info")
 		}
 	}
+}
+
+// Detect reads any line the function writes: whatever the bytes, it
+// returns and never reads past them. The seeds run in every go test; go test
+// -fuzz FuzzDetect ./loglevel searches further.
+func FuzzDetect(f *testing.F) {
+	for _, seed := range []string{
+		`{"level":"info"}`, `{"a":{"b":[1,"\"",{"c":"}"}]},"level":50}`, `{"level`, `{"\`, `{"a":"\`,
+		`{"a":[`, `{"a":tru`, `{ "level" : `, "[ERROR]\tx", "2024-05-15T23:59:20.159Z\tx\tINFO\t", "E, [x] ERROR -- : y",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if l := Detect(line); l > Fatal {
+			t.Fatalf("Detect(%q) = %d, not a level", line, l)
+		}
+	})
 }

@@ -47,6 +47,11 @@ type Function struct {
 	Level string
 	// Outcome is how the invocation ends (default Success).
 	Outcome Outcome
+	// Raw writes Messages to stdout as they are, without the runtime's
+	// prefix, as a structured logger that prints its own JSON does
+	// (Powertools for AWS Lambda, pino). Text log format only: with the
+	// JSON format the lines are records as usual.
+	Raw bool
 }
 
 // Line is one log line the function wrote: the time an extension is expected
@@ -384,7 +389,10 @@ func (s *Sandbox) runFunction(ctx context.Context, fn Function, requestID string
 			continue
 		}
 		text := stamp + "\t" + requestID + "\t" + level + "\t" + msg + "\n"
-		if requestID == "" {
+		switch {
+		case fn.Raw:
+			text = msg + "\n"
+		case requestID == "":
 			// Init has no request: the runtime's prefix has no ID field.
 			text = stamp + "\t" + level + "\t" + msg + "\n"
 		}
