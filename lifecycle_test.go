@@ -554,7 +554,7 @@ func TestTimedModesPushOnTheTimer(t *testing.T) {
 				next := h.api.awaitCall(t, 2, false)
 				// No runtimeDone has come: the wait of end mode would
 				// last until the deadline.
-				if wait := next.arrived.Sub(invoke.answered); wait > 200*time.Millisecond {
+				if wait := next.arrived.Sub(invoke.answered); wait > time.Second {
 					t.Errorf("the INVOKE held /next %s, want no wait", wait)
 				}
 				calls = 2
@@ -568,7 +568,7 @@ func TestTimedModesPushOnTheTimer(t *testing.T) {
 				if c.bounded {
 					t.Errorf("a bounded push (a window or the drain) before SHUTDOWN: %+v", c)
 				}
-				if c.mode == pushOK && c.at.Sub(posted) > interval+500*time.Millisecond {
+				if c.mode == pushOK && c.at.Sub(posted) > interval+time.Second {
 					t.Errorf("lines pushed %s after they arrived, want within about %s", c.at.Sub(posted), interval)
 				}
 			}
