@@ -6,7 +6,7 @@
 // connection takes its source port, so between the probe and the child's bind
 // a connection (to Loki, to the emulator, to a TLS stand-in) can take it and
 // the bind fails with "address already in use". CI saw exactly that. Ports
-// below the ephemeral range are never given to outgoing connections; only
+// outside the ephemeral range are never given to outgoing connections; only
 // another listener can take one, and a random choice checked by a probe on
 // every interface makes that unlikely enough.
 package freeport
@@ -28,13 +28,16 @@ const lowest = 15000
 // attempts bounds the probes before Pick gives up.
 const attempts = 200
 
+// minRoom is the fewest ports a range outside the ephemeral one must hold to
+// be used: fewer would make two picks at once likely to meet.
+const minRoom = 1000
+
 // Pick returns a TCP port that no one listens on now, outside the kernel's
-// ephemeral range where it can.
+// ephemeral range where it can: below it, or above it when it starts too low
+// to leave room; the kernel's own choice when it covers nearly every port.
 func Pick() (int, error) {
-	low, high := lowest, ephemeralLow("/proc/sys/net/ipv4/ip_local_port_range")
-	if high-low < 1000 {
-		// The ephemeral range starts too low to leave room below it: fall
-		// back to the kernel's choice and its small risk.
+	low, high, ok := outside(ephemeralRange("/proc/sys/net/ipv4/ip_local_port_range"))
+	if !ok {
 		return kernelPick()
 	}
 	for range attempts {
@@ -44,6 +47,18 @@ func Pick() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("freeport: no free port in %d-%d after %d tries", low, high-1, attempts)
+}
+
+// outside returns the ports [low, high) Pick chooses from, given the
+// ephemeral range first-last; ok is false when neither side has room.
+func outside(first, last int) (low, high int, ok bool) {
+	switch {
+	case first-lowest >= minRoom:
+		return lowest, first, true
+	case 65536-(last+1) >= minRoom:
+		return last + 1, 65536, true
+	}
+	return 0, 0, false
 }
 
 // free reports whether port can be bound on every interface, which is how
@@ -57,23 +72,24 @@ func free(port int) bool {
 	return true
 }
 
-// ephemeralLow reads the first port of the kernel's ephemeral range, or
-// Linux's default when the file is unreadable (another OS).
-func ephemeralLow(file string) int {
-	const linuxDefault = 32768
+// ephemeralRange reads the kernel's ephemeral port range, or Linux's
+// default when the file is unreadable (another OS) or malformed.
+func ephemeralRange(file string) (first, last int) {
+	const linuxFirst, linuxLast = 32768, 60999
 	b, err := os.ReadFile(file)
 	if err != nil {
-		return linuxDefault
+		return linuxFirst, linuxLast
 	}
 	fields := strings.Fields(string(b))
-	if len(fields) == 0 {
-		return linuxDefault
+	if len(fields) != 2 {
+		return linuxFirst, linuxLast
 	}
-	n, err := strconv.Atoi(fields[0])
-	if err != nil || n <= 0 {
-		return linuxDefault
+	first, err1 := strconv.Atoi(fields[0])
+	last, err2 := strconv.Atoi(fields[1])
+	if err1 != nil || err2 != nil || first <= 0 || last < first || last > 65535 {
+		return linuxFirst, linuxLast
 	}
-	return n
+	return first, last
 }
 
 func kernelPick() (int, error) {
