@@ -73,10 +73,7 @@ func run() int {
 	cfg, cfgErr := config.Load(os.LookupEnv)
 	log := newLog(cfg.LogLevel)
 	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
-		// The extension shares the function's memory. Without a limit the
-		// garbage collector lets the heap grow to twice what is live, so a
-		// full queue would cost several times QUEUE_MAX_BYTES.
-		debug.SetMemoryLimit(int64(cfg.QueueMaxBytes)*3/2 + 24<<20)
+		debug.SetMemoryLimit(config.MemoryLimit(cfg.QueueMaxBytes))
 	}
 	ext := extensionApi.NewClient(cfg.RuntimeAPI)
 

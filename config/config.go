@@ -156,6 +156,13 @@ const (
 	maxTelemetryTimeoutMs = 30_000
 )
 
+// MemoryLimit is the Go memory limit the extension sets when GOMEMLIMIT is
+// not: the extension shares the function's memory, and without a limit the
+// garbage collector lets the heap grow to twice what is live, so a full
+// queue would cost several times QUEUE_MAX_BYTES. Half the queue again
+// leaves room for the batch taken out of it, and 24 MiB for the rest.
+func MemoryLimit(queueMaxBytes int) int64 { return int64(queueMaxBytes)*3/2 + 24<<20 }
+
 // Load reads the configuration. On error the returned Config still holds
 // every setting that could be read (at least the lifecycle ones), and the
 // error names each variable that is wrong and why.

@@ -156,3 +156,18 @@ func TestLoadErrorNeverShowsThePassword(t *testing.T) {
 		}
 	}
 }
+
+// The README quotes the limit for the default queue: 48 MiB.
+func TestMemoryLimit(t *testing.T) {
+	for _, tt := range []struct {
+		queue int
+		want  int64
+	}{
+		{DefaultQueueMaxBytes, 48 << 20},
+		{1 << 20, 25<<20 + 512<<10},
+	} {
+		if got := MemoryLimit(tt.queue); got != tt.want {
+			t.Errorf("MemoryLimit(%d) = %d, want %d", tt.queue, got, tt.want)
+		}
+	}
+}

@@ -19,18 +19,9 @@ import (
 // (package outage).
 func TestMemoryBoundAndSpillWhileLokiIsDown(t *testing.T) {
 	srv := e2etest.StartLoki(t, lokiserver.Options{HighIngestionLimits: true})
-	tests := []struct {
-		strategy string
-		spill    bool
-	}{
-		{"end", true},
-		{"adaptive", true},
-		{"periodic,1000", true},
-		{"end", false},
-	}
-	for _, tt := range tests {
-		t.Run(fmt.Sprintf("%s, spill %v", tt.strategy, tt.spill), func(t *testing.T) {
-			plan := outage.NewFloodPlan(srv, sandbox.Config{ExtensionsDir: e2etest.ExtensionDir(t), FunctionName: e2etest.FunctionName(t)}, tt.strategy, tt.spill)
+	for _, tt := range outage.FloodModes() {
+		t.Run(fmt.Sprintf("%s, spill %v", tt.Strategy, tt.Spill), func(t *testing.T) {
+			plan := outage.NewFloodPlan(srv, sandbox.Config{ExtensionsDir: e2etest.ExtensionDir(t), FunctionName: e2etest.FunctionName(t)}, tt.Strategy, tt.Spill)
 			r, err := outage.Flood(t.Context(), plan)
 			logOutputOnFailure(t, r.Output)
 			if err != nil {
@@ -44,7 +35,7 @@ func TestMemoryBoundAndSpillWhileLokiIsDown(t *testing.T) {
 			if r.EmulatorDropped != 0 {
 				t.Fatalf("the emulator dropped %d records: the listener did not keep up", r.EmulatorDropped)
 			}
-			if tt.spill {
+			if tt.Spill {
 				if r.InLoki != r.Written || r.Dropped != 0 || r.Lost != 0 {
 					t.Fatalf("with the spill file, %d of %d lines in Loki, %d dropped, %d lost", r.InLoki, r.Written, r.Dropped, r.Lost)
 				}

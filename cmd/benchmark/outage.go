@@ -110,38 +110,29 @@ func measureMemory(ctx context.Context, b *bench) error {
 	if err != nil {
 		return err
 	}
-	modes := []struct {
-		strategy string
-		spill    bool
-	}{
-		{"end", true},
-		{"adaptive", true},
-		{"periodic,1000", true},
-		{"end", false},
-	}
-	for _, mode := range modes {
+	for _, mode := range outage.FloodModes() {
 		cfg := sandbox.Config{ExtensionsDir: dir, FunctionName: functionName("memory")}
 		if b.opts.verbose {
 			cfg.ExtensionOutput = b.progress
 		}
-		plan := outage.NewFloodPlan(srv, cfg, mode.strategy, mode.spill)
+		plan := outage.NewFloodPlan(srv, cfg, mode.Strategy, mode.Spill)
 		plan.DownInvokes = b.reps(plan.DownInvokes, 2)
 		r, err := outage.Flood(ctx, plan)
 		if err != nil {
-			return fmt.Errorf("%s, spill %v: %w", mode.strategy, mode.spill, err)
+			return fmt.Errorf("%s, spill %v: %w", mode.Strategy, mode.Spill, err)
 		}
 		bound := plan.RSSBound()
-		// main.go's default GOMEMLIMIT for this QUEUE_MAX_BYTES: the heap's
-		// collector keeps below it, so the RSS settles near it plus the
-		// binary's resident code.
-		memLimit := int64(plan.QueueMaxBytes)*3/2 + 24<<20
-		metric := fmt.Sprintf("memory, %d lines of 512 B with Loki down, %s, ", plan.DownInvokes*plan.LinesEach, mode.strategy)
+		// The extension's default GOMEMLIMIT for this QUEUE_MAX_BYTES: the
+		// heap's collector keeps below it, so the RSS settles near it plus
+		// the binary's resident code.
+		memLimit := config.MemoryLimit(plan.QueueMaxBytes)
+		metric := fmt.Sprintf("memory, %d lines of 512 B with Loki down, %s, ", plan.DownInvokes*plan.LinesEach, mode.Strategy)
 		rssTarget := fmt.Sprintf("RSS ≤ %s (1.5 × QUEUE_MAX_BYTES %s + 32 MiB)", mib(bound), mib(int64(plan.QueueMaxBytes)))
 		emulator := ""
 		if r.EmulatorDropped > 0 {
 			emulator = fmt.Sprintf("; the emulator dropped %d records", r.EmulatorDropped)
 		}
-		if mode.spill {
+		if mode.Spill {
 			lost := r.Written - r.InLoki
 			b.judge(metric+"spill on", rssTarget+"; 0 lost once Loki is back",
 				fmt.Sprintf("%s (GOMEMLIMIT %s); %d lost: %d of %d lines in Loki by SHUTDOWN, %d spilled, %d dropped%s",

@@ -219,6 +219,20 @@ type FloodPlan struct {
 	DownInvokes, LinesEach, MaxRecoveryInvokes int
 }
 
+// FloodMode is a flush mode the flood runs in, with or without the spill
+// file.
+type FloodMode struct {
+	Strategy string // FLUSH_STRATEGY
+	Spill    bool
+}
+
+// FloodModes are the modes issue 10 asks the memory bound of: every flush
+// mode with the spill file, and end mode without it, where the oldest lines
+// are dropped and must be counted.
+func FloodModes() []FloodMode {
+	return []FloodMode{{"end", true}, {"adaptive", true}, {"periodic,1000", true}, {"end", false}}
+}
+
 // NewFloodPlan returns the issue's flood, 4 × 50 000 lines of 512 bytes
 // (about 100 MB) with QUEUE_MAX_BYTES 16 MiB, in one flush mode.
 func NewFloodPlan(srv *lokiserver.Server, cfg sandbox.Config, strategy string, spill bool) FloodPlan {
