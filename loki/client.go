@@ -683,12 +683,22 @@ func containsAny(s string, subs []string) bool {
 	return false
 }
 
+// retryAfter reads Retry-After in either of its forms (RFC 9110 §10.2.3):
+// seconds, which Loki's gateways send, or an HTTP date, which proxies in
+// front of it may. Anything else, or a time already past, is no wait.
 func retryAfter(h http.Header) time.Duration {
-	if h == nil {
+	return parseRetryAfter(h.Get("Retry-After"), time.Now())
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
 		return 0
 	}
-	if secs, err := strconv.Atoi(h.Get("Retry-After")); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+	if secs, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(secs, 0)) * time.Second
+	}
+	if at, err := http.ParseTime(v); err == nil && at.After(now) {
+		return at.Sub(now)
 	}
 	return 0
 }

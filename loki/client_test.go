@@ -611,3 +611,27 @@ func TestPushRetryingStartsNoRetryAfterUntil(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name, value string
+		want        time.Duration
+	}{
+		{"absent", "", 0},
+		{"seconds", "2", 2 * time.Second},
+		{"zero", "0", 0},
+		{"negative", "-5", 0},
+		{"HTTP date", "Sat, 28 Nov 2026 10:00:30 GMT", 30 * time.Second},
+		{"HTTP date already past", "Sat, 28 Nov 2026 09:59:00 GMT", 0},
+		{"garbage", "soon", 0},
+		{"fraction", "1.5", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := parseRetryAfter(tt.value, now); got != tt.want {
+				t.Errorf("parseRetryAfter(%q) = %s, want %s", tt.value, got, tt.want)
+			}
+		})
+	}
+}
