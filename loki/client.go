@@ -453,9 +453,13 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 	reauthed := false
 	giveUp := func() bool {
 		res.TimedOut = errors.Is(lastErr, context.DeadlineExceeded) || lastErr == nil
-		if lastErr == nil {
+		switch {
+		case lastErr == nil:
 			lastErr = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
-		} else {
+		case errors.Is(lastErr, context.Canceled) && errors.Is(ctx.Err(), context.Canceled):
+			// The caller called the request off (SHUTDOWN stops the
+			// background pushes): that says nothing of Loki.
+		default:
 			res.Unavailable = true
 		}
 		res.Err = lastErr

@@ -437,16 +437,23 @@ func TestPushSaysWhetherLokiIsUnavailable(t *testing.T) {
 		wantUnavailable bool
 		wantRetryAfter  time.Duration
 		maxRequests     int64
+		// cancelAfter calls the push off this long after it starts, as
+		// SHUTDOWN stops the background pushes; zero never does.
+		cancelAfter time.Duration
 	}{
-		{"500 until the budget ends", status(500, "boom"), 300 * time.Millisecond, true, 0, 100},
-		{"429 with Retry-After longer than the budget", status(429, "slow down", "Retry-After", "2"), 300 * time.Millisecond, true, 2 * time.Second, 1},
-		{"hanging: one request, then the window ends", func(int, http.ResponseWriter) bool { time.Sleep(time.Second); return true }, 2 * time.Second, true, 0, 1},
-		{"fine, but the budget ends between requests", nil, time.Second, false, 0, 1},
+		{"500 until the budget ends", status(500, "boom"), 300 * time.Millisecond, true, 0, 100, 0},
+		{"429 with Retry-After longer than the budget", status(429, "slow down", "Retry-After", "2"), 300 * time.Millisecond, true, 2 * time.Second, 1, 0},
+		{"hanging: one request, then the window ends", func(int, http.ResponseWriter) bool { time.Sleep(time.Second); return true }, 2 * time.Second, true, 0, 1, 0},
+		{"fine, but the budget ends between requests", nil, time.Second, false, 0, 1, 0},
+		{"called off during a request", func(int, http.ResponseWriter) bool { time.Sleep(time.Second); return true }, 2 * time.Second, false, 0, 1, 50 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), tt.budget)
 			defer cancel()
+			if tt.cancelAfter > 0 {
+				time.AfterFunc(tt.cancelAfter, cancel)
+			}
 			f := &fakeLoki{respond: tt.respond}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
