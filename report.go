@@ -46,11 +46,15 @@ func (x *extension) report(window string, rep telemetryApi.FlushReport) {
 		"window": window, "delivered": rep.Delivered, "queued": rep.Remaining,
 		"requests": rep.Requests, "retries": rep.Retries, "took": rep.Took.Round(time.Microsecond).String(),
 	})
+	// One flush can end an outage and begin the next (Loki answered, then
+	// failed again): the dispatcher stops at a failure, so the end came
+	// first.
+	if rep.OutageEnded {
+		log.Infof("Loki is back after %s; what waited is delivered, and pushes before /next resume", rep.OutageLasted.Round(time.Millisecond))
+	}
 	switch {
 	case rep.OutageBegan:
 		log.WithError(rep.Err).Warnf("Loki is unavailable; %d lines wait, pushed in the background until it answers: invocations are not held for it meanwhile", rep.Remaining)
-	case rep.OutageEnded:
-		log.Infof("Loki is back after %s; what waited is delivered, and pushes before /next resume", rep.OutageLasted.Round(time.Millisecond))
 	case rep.Requeued > 0 && rep.Outage:
 		log.WithError(rep.Err).Debug("Loki is still unavailable")
 	case rep.Requeued > 0:
