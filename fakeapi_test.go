@@ -274,9 +274,11 @@ type push struct {
 
 // fakePusher is Loki behind the dispatcher's Pusher interface.
 type fakePusher struct {
-	mu     sync.Mutex
-	mode   pushMode
-	pushes []push
+	mu   sync.Mutex
+	mode pushMode
+	// retryAfter is the Retry-After of a pushDown answer.
+	retryAfter time.Duration
+	pushes     []push
 }
 
 var _ telemetryApi.Pusher = (*fakePusher)(nil)
@@ -290,14 +292,14 @@ func (p *fakePusher) set(mode pushMode) {
 // Push answers as the mode says, and records the call.
 func (p *fakePusher) PushRetrying(ctx context.Context, entries []loki.Entry, _ time.Time) loki.Result {
 	p.mu.Lock()
-	mode := p.mode
+	mode, retryAfter := p.mode, p.retryAfter
 	p.mu.Unlock()
 	var res loki.Result
 	switch mode {
 	case pushOK:
 		res = loki.Result{Delivered: len(entries), Requests: 1}
 	case pushDown:
-		res = loki.Result{Undelivered: entries, Unavailable: true, Requests: 1, Err: errors.New("connection refused")}
+		res = loki.Result{Undelivered: entries, Unavailable: true, Requests: 1, Err: errors.New("connection refused"), RetryAfter: retryAfter}
 	case pushHang:
 		<-ctx.Done()
 		res = loki.Result{Undelivered: entries, TimedOut: true, Requests: 1, Err: ctx.Err()}

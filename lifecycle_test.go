@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
+	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 )
 
@@ -348,6 +349,67 @@ func TestShutdownDrain(t *testing.T) {
 			}
 			if strings.Contains(log, "lost=") != tt.lost {
 				t.Errorf("the summary counts lost lines: %v, want %v", !tt.lost, tt.lost)
+			}
+		})
+	}
+}
+
+// A pause Loki asked for (Retry-After) is waited out by the SHUTDOWN drain
+// when the deadline leaves time for a push after it, with the default
+// LOKI_TIMEOUT_MS too; when it does not, the drain pushes anyway, as late as
+// leaves time to, rather than lose the lines.
+func TestShutdownDrainWaitsOutLokisPause(t *testing.T) {
+	t.Parallel()
+	const deadline = 2 * time.Second
+	tests := []struct {
+		name  string
+		pause time.Duration
+		// waits says the push must come no sooner than the pause.
+		waits bool
+	}{
+		{"pause within the budget: waited out", 800 * time.Millisecond, true},
+		{"pause beyond the deadline: pushed before it", 10 * time.Second, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			h := startExtension(t, http.StatusOK, func(c *config.Config) {
+				c.Loki.RequestTimeout = loki.DefaultRequestTimeout
+			})
+			h.pusher.mu.Lock()
+			h.pusher.mode, h.pusher.retryAfter = pushDown, tt.pause
+			h.pusher.mu.Unlock()
+			// A window finds Loki answering 429: the outage begins.
+			h.api.queue(invokeEvent("r1", 10*time.Second))
+			h.api.awaitCall(t, 1, true)
+			h.post(t, invocation("r1", "success", "r1 line")...)
+			h.api.awaitCall(t, 2, false)
+			calls := h.pusher.calls()
+			if len(calls) == 0 {
+				t.Fatal("the window made no push")
+			}
+			refused := calls[len(calls)-1].at
+			h.pusher.set(pushOK)
+
+			sd := shutdownEvent("spindown", deadline)
+			h.api.queue(sd)
+			if code := h.wait(t); code != 0 {
+				t.Fatalf("run returned %d", code)
+			}
+			if returned := time.Now(); !returned.Before(sd.Deadline()) {
+				t.Errorf("returned %s after the SHUTDOWN deadline", returned.Sub(sd.Deadline()))
+			}
+			var pushed time.Time
+			for _, c := range h.pusher.calls() {
+				if c.mode == pushOK && slices.Contains(c.lines, "r1 line") {
+					pushed = c.at
+				}
+			}
+			switch {
+			case pushed.IsZero():
+				t.Fatalf("the drain did not deliver the line (pushes %+v)", h.pusher.calls())
+			case tt.waits && pushed.Sub(refused) < tt.pause:
+				t.Errorf("pushed %s after Loki asked for a pause of %s", pushed.Sub(refused), tt.pause)
 			}
 		})
 	}

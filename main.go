@@ -41,6 +41,10 @@ const (
 	// lateTelemetry is how long, past the subscription's buffering timeout,
 	// SHUTDOWN waits for batches Lambda may still be sending.
 	lateTelemetry = 50 * time.Millisecond
+	// drainReserve is the most the SHUTDOWN drain keeps before its deadline
+	// for a push after waiting out a pause Loki asked for: Loki answered the
+	// request that asked (429, 503), so the next should be quick.
+	drainReserve = 500 * time.Millisecond
 	// lostRuntimeDoneQuiet is how long, past the buffering timeout, an
 	// INVOKE keeps waiting for a runtimeDone after Lambda reported records
 	// dropped during it and then went quiet: long enough for a batch in
@@ -275,13 +279,20 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 	x.summarize(reason, start, x.queue.Close())
 }
 
-// drain pushes everything queued, honouring a pause Loki asked for when it
-// leaves time for an attempt before the deadline.
+// drain pushes everything queued. It waits out a pause Loki asked for
+// (Retry-After), as far as the deadline allows an attempt after it; the
+// outage's own backoff it does not wait for: SHUTDOWN is the last chance,
+// and the drain retries within its whole budget.
 func (x *extension) drain(ctx context.Context) {
-	if at, ok := x.dispatcher.NextAttempt(); ok {
-		if deadline, _ := ctx.Deadline(); at.Before(deadline.Add(-x.cfg.Loki.RequestTimeout)) {
-			wait.Sleep(ctx, time.Until(at))
+	if paused := x.dispatcher.PausedUntil(); !paused.IsZero() {
+		deadline, _ := ctx.Deadline()
+		latest := deadline.Add(-min(x.cfg.Loki.RequestTimeout, drainReserve))
+		if paused.After(latest) {
+			// Waiting it out would lose the lines to the deadline:
+			// push, earlier than asked, as late as leaves time to.
+			paused = latest
 		}
+		wait.Sleep(ctx, time.Until(paused))
 	}
 	x.report("shutdown", x.dispatcher.Flush(ctx, telemetryApi.FlushDrain))
 }

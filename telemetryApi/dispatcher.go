@@ -262,6 +262,10 @@ func (d *Dispatcher) Outage() bool { return d.outage.active() }
 // false when Loki is not away.
 func (d *Dispatcher) NextAttempt() (time.Time, bool) { return d.outage.nextAttempt() }
 
+// PausedUntil is the time Loki asked, with Retry-After in its last answer,
+// not to be pushed before; zero when it asked nothing or has answered since.
+func (d *Dispatcher) PausedUntil() time.Time { return d.outage.pausedUntil() }
+
 // OutageBegan is signalled (without blocking, signals do not pile up) when
 // an outage begins, so that the background loop starts timing its
 // attempts.

@@ -179,6 +179,9 @@ func TestDispatcherOutage(t *testing.T) {
 	if next, _ := d.NextAttempt(); time.Until(next) < 250*time.Millisecond {
 		t.Fatalf("next attempt in %s despite Retry-After of 300 ms", time.Until(next))
 	}
+	if paused := d.PausedUntil(); time.Until(paused) < 250*time.Millisecond || time.Until(paused) > 300*time.Millisecond {
+		t.Fatalf("paused for %s, want the 300 ms Loki asked", time.Until(paused))
+	}
 
 	// Loki is back: the attempt pushes what waited, and the outage ends.
 	p.undelivered, p.retryAfter = 0, 0
@@ -190,6 +193,9 @@ func TestDispatcherOutage(t *testing.T) {
 	}
 	if _, ok := d.NextAttempt(); ok {
 		t.Fatal("attempts still scheduled")
+	}
+	if paused := d.PausedUntil(); !paused.IsZero() {
+		t.Fatalf("still paused until %s after Loki answered", paused)
 	}
 	q.Put(lines("c", 1))
 	if rep := d.Flush(t.Context(), FlushWindow); rep.Skipped || rep.Delivered != 1 {

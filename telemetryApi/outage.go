@@ -17,7 +17,11 @@ type outage struct {
 	since    time.Time // zero: no outage
 	failures int       // attempts failed in a row
 	next     time.Time // no attempt before this
-	began    chan struct{}
+	// paused is the time Loki's last answer asked not to be pushed before
+	// (Retry-After); zero when it asked nothing. Unlike next it holds no
+	// backoff of ours, which the SHUTDOWN drain does not wait for.
+	paused time.Time
+	began  chan struct{}
 }
 
 func (o *outage) init(min, max time.Duration) {
@@ -60,7 +64,18 @@ func (o *outage) fail(now time.Time, retryAfter time.Duration) (began bool) {
 	}
 	o.failures++
 	o.next = now.Add(max(o.backoff(o.failures), retryAfter))
+	o.paused = time.Time{}
+	if retryAfter > 0 {
+		o.paused = now.Add(retryAfter)
+	}
 	return began
+}
+
+// pausedUntil is the time Loki asked not to be pushed before, zero if none.
+func (o *outage) pausedUntil() time.Time {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.paused
 }
 
 // backoff doubles from min to max with each failure, and spreads the wait
@@ -80,7 +95,7 @@ func (o *outage) answered(now time.Time, caughtUp bool) (lasted time.Duration, e
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.failures = 0
-	o.next = time.Time{}
+	o.next, o.paused = time.Time{}, time.Time{}
 	if o.since.IsZero() || !caughtUp {
 		return 0, false
 	}
