@@ -41,18 +41,6 @@ const (
 	FlushPeriodic
 )
 
-// String returns the mode as FLUSH_STRATEGY spells it.
-func (m FlushMode) String() string {
-	switch m {
-	case FlushAdaptive:
-		return "adaptive"
-	case FlushPeriodic:
-		return "periodic"
-	default:
-		return "end"
-	}
-}
-
 // FlushStrategy is the parsed FLUSH_STRATEGY.
 type FlushStrategy struct {
 	Mode FlushMode

@@ -42,7 +42,7 @@ func medianDuration(ds []time.Duration) time.Duration {
 // sends up to that timeout after the runtime finished.
 func TestAdaptiveBusyFunctionAddsNoBilledTime(t *testing.T) {
 	srv := e2etest.Loki(t)
-	o := run(t, scenario{
+	o := run(t, script{
 		env:     []string{"FLUSH_STRATEGY=adaptive"},
 		invokes: 50, gap: 10 * time.Millisecond,
 		fn: sandbox.Function{Lines: 20, LineBytes: 100, Duration: 5 * time.Millisecond},
@@ -73,7 +73,7 @@ func TestAdaptiveFallsBackToEndWhenTrafficSlows(t *testing.T) {
 	function := e2etest.FunctionName(t)
 	const lines = 10
 	var atFreeze []int
-	o := run(t, scenario{
+	o := run(t, script{
 		function: function,
 		env:      []string{"FLUSH_STRATEGY=adaptive"},
 		invokes:  5, gap: 10 * time.Millisecond,
@@ -121,7 +121,7 @@ func TestAdaptivePushCutByAFreezeIsRetriedAfterTheThaw(t *testing.T) {
 		frozenFor      = 600 * time.Millisecond // more than the budgets, less than the 1 s threshold
 	)
 	var lastFreeze time.Time
-	o := run(t, scenario{
+	o := run(t, script{
 		function: function,
 		pushURL:  wp.srv.URL + "/api/prom/push",
 		env:      []string{"FLUSH_STRATEGY=adaptive", "LOKI_TIMEOUT_MS=200", "FLUSH_TIMEOUT_MS=300"},

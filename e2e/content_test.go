@@ -22,7 +22,7 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
-// The content users query (issue 5): what the lines look like in Loki, on
+// The content users query: what the lines look like in Loki, on
 // which streams, and that LogQL can use them. Each test names the section
 // of docs/lambda-runtime-contract.md it checks.
 
@@ -125,7 +125,7 @@ func TestJSONRecordsParseAndKeepTheirTimestamps(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := e2etest.Loki(t)
-			o := run(t, scenario{
+			o := run(t, script{
 				cfg: sandbox.Config{LogFormat: "json", CaptureLag: 250 * time.Millisecond},
 				env: tt.env, invokes: 2, gap: 200 * time.Millisecond,
 				fn: sandbox.Function{Lines: 5, Level: "WARN", Fields: map[string]any{"orderId": 7, "customer": map[string]any{"tier": "gold"}}},
@@ -280,7 +280,7 @@ func TestUserLabels(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := e2etest.Loki(t)
-			o := run(t, scenario{
+			o := run(t, script{
 				env:     []string{"LOKI_LABELS=" + tt.labels, "SHIP_PLATFORM_LOGS=true"},
 				invokes: 2, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 4},
 			})

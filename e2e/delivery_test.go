@@ -38,7 +38,7 @@ var shortBudgets = []string{"FLUSH_TIMEOUT_MS=400", "LOKI_TIMEOUT_MS=200"}
 func TestLokiDownThenBack(t *testing.T) {
 	srv := e2etest.Loki(t)
 	p := proxy(t, faultproxy.Config{Upstream: srv.URL()})
-	o := run(t, scenario{
+	o := run(t, script{
 		pushURL: p.URL() + "/api/prom/push", env: shortBudgets,
 		invokes: 5, gap: 200 * time.Millisecond, fn: sandbox.Function{Lines: 20},
 		beforeInvoke: func(i int) {
@@ -79,7 +79,7 @@ func TestLokiErrorsLoseNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := e2etest.Loki(t)
 			p := proxy(t, faultproxy.Config{Upstream: srv.URL()})
-			o := run(t, scenario{
+			o := run(t, script{
 				pushURL: p.URL() + "/api/prom/push", env: []string{"FLUSH_TIMEOUT_MS=1500", "LOKI_TIMEOUT_MS=500"},
 				invokes: 4, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 25},
 				beforeInvoke: func(i int) {
@@ -107,7 +107,7 @@ func TestLokiHangingStaysInBudget(t *testing.T) {
 	srv := e2etest.Loki(t)
 	p := proxy(t, faultproxy.Config{Upstream: srv.URL()})
 	p.SetFault(faultproxy.Fault{Kind: faultproxy.Hang})
-	o := run(t, scenario{
+	o := run(t, script{
 		pushURL: p.URL() + "/api/prom/push", env: shortBudgets,
 		invokes: 3, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 10},
 	})
@@ -144,7 +144,7 @@ func TestAuthAndTenant(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := p.Stats().AuthFailures
-			o := run(t, scenario{
+			o := run(t, script{
 				pushURL: p.URL() + "/loki/api/v1/push",
 				env:     []string{"LOKI_USERNAME=123456", "LOKI_PASSWORD=" + tt.password, "LOKI_TENANT_ID=team-a"},
 				invokes: 3, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 5},
@@ -182,7 +182,7 @@ func TestTLSWithATestCA(t *testing.T) {
 			if withCA {
 				env = append([]string{"LOKI_CA_FILE=" + p.CAFile()}, env...)
 			}
-			o := run(t, scenario{pushURL: p.URL() + "/api/prom/push", env: env, invokes: 2, gap: 50 * time.Millisecond, fn: sandbox.Function{Lines: 4}})
+			o := run(t, script{pushURL: p.URL() + "/api/prom/push", env: env, invokes: 2, gap: 50 * time.Millisecond, fn: sandbox.Function{Lines: 4}})
 			d := e2etest.CheckDelivery(t, srv, o.function, o.lines, o.start)
 			if withCA && !d.Complete() {
 				t.Fatalf("delivery: %s", d)
@@ -225,7 +225,7 @@ func TestBadTelemetry(t *testing.T) {
 		{"1 MiB line", "[" + event(`"huge `+strings.Repeat("h", 1<<20)+`"`) + "]", 200, ""},
 	}
 	results := make([]int, len(tests))
-	o := run(t, scenario{
+	o := run(t, script{
 		function: function,
 		env:      []string{"TELEMETRY_LISTENER_PORT=" + strconv.Itoa(port)},
 		invokes:  2, gap: 50 * time.Millisecond, fn: sandbox.Function{Lines: 3},
@@ -275,7 +275,7 @@ func TestBadTelemetry(t *testing.T) {
 func TestLostRuntimeDoneDoesNotHoldTheInvocation(t *testing.T) {
 	srv := e2etest.Loki(t)
 	var runtimeDones atomic.Int32
-	o := run(t, scenario{
+	o := run(t, script{
 		cfg: sandbox.Config{FunctionTimeout: 5 * time.Second, DropEvent: func(eventType string) bool {
 			// Lose the second invocation's runtimeDone only.
 			return eventType == "platform.runtimeDone" && runtimeDones.Add(1) == 2

@@ -22,9 +22,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// scenario runs invocations with frozen gaps and a SHUTDOWN, checking at each
+// script runs invocations with frozen gaps and a SHUTDOWN, checking at each
 // freeze how many of the invocation's lines Loki already holds.
-type scenario struct {
+type script struct {
 	function string // default: unique to the test
 	pushURL  string // default: the shared Loki's
 	// beforeInvoke runs before each invocation (to change a fault, say).
@@ -47,7 +47,7 @@ type outcome struct {
 	sb       *sandbox.Sandbox
 }
 
-func run(t *testing.T, sc scenario) outcome {
+func run(t *testing.T, sc script) outcome {
 	t.Helper()
 	srv := e2etest.Loki(t)
 	o := outcome{function: sc.function, start: time.Now()}
@@ -104,7 +104,7 @@ func TestTextLinesArriveBeforeEachFreeze(t *testing.T) {
 	srv := e2etest.Loki(t)
 	function := e2etest.FunctionName(t)
 	var perInvoke []int
-	o := run(t, scenario{
+	o := run(t, script{
 		function: function, invokes: 5, gap: 2 * time.Second,
 		fn: sandbox.Function{Lines: 20, LineBytes: 120, Duration: 20 * time.Millisecond},
 		atFreeze: func(t *testing.T, invoke int, requestID string) {
@@ -137,7 +137,7 @@ func TestTextLinesArriveBeforeEachFreeze(t *testing.T) {
 // | json parses, stamped with the record's own timestamp.
 func TestJSONLogFormat(t *testing.T) {
 	srv := e2etest.Loki(t)
-	o := run(t, scenario{
+	o := run(t, script{
 		cfg:     sandbox.Config{LogFormat: "json"},
 		invokes: 3, gap: 200 * time.Millisecond,
 		fn: sandbox.Function{Lines: 10, LineBytes: 80, Level: "WARN", Fields: map[string]any{"orderId": 42, "nested": map[string]any{"ok": true}}},
@@ -160,7 +160,7 @@ func TestMinBatchSizeDelaysButDelivers(t *testing.T) {
 	srv := e2etest.Loki(t)
 	function := e2etest.FunctionName(t)
 	var atFreeze []int
-	o := run(t, scenario{
+	o := run(t, script{
 		function: function,
 		env:      []string{"DISPATCH_MIN_BATCH_SIZE=10"},
 		invokes:  4, gap: 300 * time.Millisecond,
@@ -180,7 +180,7 @@ func TestMinBatchSizeDelaysButDelivers(t *testing.T) {
 
 func TestTenThousandLinesInOneInvoke(t *testing.T) {
 	srv := e2etest.Loki(t)
-	o := run(t, scenario{invokes: 1, fn: sandbox.Function{Lines: 10_000, LineBytes: 100}})
+	o := run(t, script{invokes: 1, fn: sandbox.Function{Lines: 10_000, LineBytes: 100}})
 	if d := e2etest.CheckDelivery(t, srv, o.function, o.lines, o.start); !d.Complete() {
 		t.Fatalf("delivery: %s", d)
 	}
@@ -195,7 +195,7 @@ func TestTenThousandLinesInOneInvoke(t *testing.T) {
 func TestGiantLineIsTruncatedNotLost(t *testing.T) {
 	srv := e2etest.Loki(t)
 	giant := "giant " + strings.Repeat("é", 150*1024) // 300 KiB of two-byte characters
-	o := run(t, scenario{invokes: 1, fn: sandbox.Function{Messages: []string{"before", giant, "after"}}})
+	o := run(t, script{invokes: 1, fn: sandbox.Function{Messages: []string{"before", giant, "after"}}})
 	lines := e2etest.Query(t, srv, fmt.Sprintf(`{function=%q, type=""}`, o.function), o.start, "")
 	if len(lines) != 3 {
 		t.Fatalf("%d lines in Loki, want 3", len(lines))
@@ -214,7 +214,7 @@ func TestGiantLineIsTruncatedNotLost(t *testing.T) {
 // deliver nothing (docs/lambda-runtime-contract.md#local-emulators): the extension
 // must keep the function working, never wait for telemetry, and exit cleanly.
 func TestTelemetryNotSupportedKeepsTheLifecycle(t *testing.T) {
-	o := run(t, scenario{cfg: sandbox.Config{TelemetryNotSupported: true}, invokes: 3, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 5}})
+	o := run(t, script{cfg: sandbox.Config{TelemetryNotSupported: true}, invokes: 3, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 5}})
 	for i, inv := range o.invokes {
 		if inv.PostRuntime > 500*time.Millisecond {
 			t.Errorf("invoke %d waited %s after the runtime for telemetry that never comes", i, inv.PostRuntime)
@@ -269,7 +269,7 @@ func TestFreezeCheckCatchesNextBeforeFlush(t *testing.T) {
 	srv := e2etest.Loki(t)
 	function := e2etest.FunctionName(t)
 	var atFreeze []int
-	o := run(t, scenario{
+	o := run(t, script{
 		function: function,
 		env:      []string{"FLUSH_STRATEGY=periodic,600000"},
 		invokes:  2, gap: 500 * time.Millisecond,
@@ -294,7 +294,7 @@ func TestFreezeCheckCatchesNextBeforeFlush(t *testing.T) {
 // copy in Loki.
 func TestRepeatedLinesAreAllKept(t *testing.T) {
 	srv := e2etest.Loki(t)
-	o := run(t, scenario{
+	o := run(t, script{
 		invokes: 3, gap: 100 * time.Millisecond,
 		fn: sandbox.Function{Messages: []string{"retrying", "retrying", "retrying", "", "", "done"}},
 	})

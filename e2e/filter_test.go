@@ -183,7 +183,7 @@ func TestBadProcessingRuleDegrades(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := e2etest.Loki(t)
-			o := run(t, scenario{
+			o := run(t, script{
 				env: []string{"LOKI_PROCESSING_RULES=" + tt.rules}, invokes: 2, gap: 100 * time.Millisecond,
 				fn: sandbox.Function{Lines: 3},
 			})

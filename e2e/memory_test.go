@@ -6,7 +6,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
-	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
+	"github.com/lambda-loki/grafana-loki-extension/internal/scenario"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
@@ -16,13 +16,13 @@ import (
 // spill file, and once Loki is back every one of them is delivered before
 // SHUTDOWN. Without a spill file the lines past the bound are dropped, and
 // counted exactly. The benchmark's memory rows run the same scenario
-// (package outage).
+// (package scenario).
 func TestMemoryBoundAndSpillWhileLokiIsDown(t *testing.T) {
 	srv := e2etest.StartLoki(t, lokiserver.Options{HighIngestionLimits: true})
-	for _, tt := range outage.FloodModes() {
+	for _, tt := range scenario.FloodModes() {
 		t.Run(fmt.Sprintf("%s, spill %v", tt.Strategy, tt.Spill), func(t *testing.T) {
-			plan := outage.NewFloodPlan(srv, sandbox.Config{ExtensionsDir: e2etest.ExtensionDir(t), FunctionName: e2etest.FunctionName(t)}, tt.Strategy, tt.Spill)
-			r, err := outage.Flood(t.Context(), plan)
+			plan := scenario.NewFloodPlan(srv, sandbox.Config{ExtensionsDir: e2etest.ExtensionDir(t), FunctionName: e2etest.FunctionName(t)}, tt.Strategy, tt.Spill)
+			r, err := scenario.Flood(t.Context(), plan)
 			logOutputOnFailure(t, r.Output)
 			if err != nil {
 				t.Fatal(err)

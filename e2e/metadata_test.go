@@ -33,7 +33,7 @@ func TestRequestAndTraceIDsFindOneInvocation(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%s, tracing %v", tt.format, tt.tracing), func(t *testing.T) {
 			srv := e2etest.Loki(t)
-			o := run(t, scenario{
+			o := run(t, script{
 				cfg:     sandbox.Config{LogFormat: tt.format, ActiveTracing: tt.tracing},
 				env:     []string{"FLUSH_STRATEGY=adaptive", "SHIP_PLATFORM_LOGS=true"},
 				invokes: 6, gap: 10 * time.Millisecond,
@@ -97,7 +97,7 @@ func TestLokiRefusingStructuredMetadata(t *testing.T) {
 	srv := e2etest.StartLoki(t, lokiserver.Options{Limits: "\n  allow_structured_metadata: false"})
 	p := proxy(t, faultproxy.Config{Upstream: srv.URL()})
 	const invokes = 4
-	o := run(t, scenario{
+	o := run(t, script{
 		pushURL: p.URL() + "/api/prom/push",
 		cfg:     sandbox.Config{ActiveTracing: true},
 		invokes: invokes, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 10},

@@ -7,7 +7,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
 	"github.com/lambda-loki/grafana-loki-extension/internal/faultproxy"
-	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
+	"github.com/lambda-loki/grafana-loki-extension/internal/scenario"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
@@ -18,7 +18,7 @@ import (
 // SHUTDOWN, none twice. Times are loose bounds that tell "no push before
 // /next" (tens of ms) from "a push per invocation" (the flush budget, 2 s
 // here); the figures themselves are in the benchmark's outage rows, which
-// run the same scenario (package outage).
+// run the same scenario (package scenario).
 func TestOutageCostsTheFunctionNothing(t *testing.T) {
 	const lokiTimeout = 600 * time.Millisecond
 	tests := []struct {
@@ -35,7 +35,7 @@ func TestOutageCostsTheFunctionNothing(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := e2etest.Loki(t)
-			o, err := outage.Run(t.Context(), outage.NewPlan(srv, sandbox.Config{
+			o, err := scenario.Run(t.Context(), scenario.NewPlan(srv, sandbox.Config{
 				ExtensionsDir: e2etest.ExtensionDir(t), FunctionName: e2etest.FunctionName(t),
 				Env: []string{"FLUSH_TIMEOUT_MS=2000", "LOKI_TIMEOUT_MS=600"},
 			}, tt.fault))
@@ -73,10 +73,10 @@ func TestOutageCostsTheFunctionNothing(t *testing.T) {
 // Loki asked.
 func checkRetryAfter(t *testing.T, requests []faultproxy.Request, pause time.Duration) {
 	t.Helper()
-	if outage.Refused(requests) == 0 {
+	if scenario.Refused(requests) == 0 {
 		t.Fatal("no request was refused: the fault was not exercised")
 	}
-	for _, gap := range outage.PausesAfterRefusal(requests) {
+	for _, gap := range scenario.PausesAfterRefusal(requests) {
 		// A loose bound, as for the times above: the benchmark reports the
 		// shortest pause against the 2 s itself.
 		if gap < pause-50*time.Millisecond {

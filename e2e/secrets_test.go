@@ -57,7 +57,7 @@ func TestSecretsKeepTheCredentials(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := aws.Stats()
-			o := run(t, scenario{
+			o := run(t, script{
 				pushURL: p.URL() + "/loki/api/v1/push",
 				env:     append(aws.Env(), tt.env...),
 				invokes: 3, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 5},
@@ -95,7 +95,7 @@ func TestSecretThatCannotBeFetched(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := append(aws.Env(), append([]string{"LOKI_USERNAME=u"}, tt.env...)...)
-			o := run(t, scenario{env: env, invokes: 2, gap: 50 * time.Millisecond, fn: sandbox.Function{Lines: 3}})
+			o := run(t, script{env: env, invokes: 2, gap: 50 * time.Millisecond, fn: sandbox.Function{Lines: 3}})
 			for i, inv := range o.invokes {
 				if inv.PostRuntime > 500*time.Millisecond {
 					t.Errorf("invoke %d: the degraded extension held the function %s", i, inv.PostRuntime)
@@ -134,7 +134,7 @@ func TestSecretRotation(t *testing.T) {
 	const user, oldPassword, newPassword = "1234567", "glc_before-rotation-Q1", "glc_after-rotation-W2"
 	p := proxy(t, faultproxy.Config{Upstream: srv.URL(), Username: user, Password: oldPassword})
 	arn := aws.PutSecret("loki", `{"username":"`+user+`","password":"`+oldPassword+`"}`)
-	o := run(t, scenario{
+	o := run(t, script{
 		pushURL: p.URL() + "/loki/api/v1/push",
 		env:     append(aws.Env(), "LOKI_USERNAME_SECRET_ARN="+arn, "LOKI_PASSWORD_SECRET_ARN="+arn),
 		invokes: 4, gap: 100 * time.Millisecond, fn: sandbox.Function{Lines: 5},

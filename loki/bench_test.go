@@ -60,7 +60,7 @@ func BenchmarkPush(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if res := c.Push(ctx, entries); res.Delivered != len(entries) {
+		if res := pushAll(c, ctx, entries); res.Delivered != len(entries) {
 			b.Fatalf("delivered %d: %v", res.Delivered, res.Err)
 		}
 	}

@@ -6,77 +6,21 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	"github.com/afiskon/promtail-client/logproto"
-	"github.com/golang/protobuf/proto"
-	"github.com/golang/snappy"
+	"github.com/lambda-loki/grafana-loki-extension/internal/fakeloki"
 )
 
-// received is what a fake Loki decoded from one push.
-type received struct {
-	header  http.Header
-	streams map[string][]*logproto.Entry
-	size    int
-}
-
-// fakeLoki decodes real snappy+protobuf pushes and answers with the status
-// its respond func picks for the n-th request (0-based).
-type fakeLoki struct {
-	mu      sync.Mutex
-	pushes  []received
-	n       atomic.Int64
-	respond func(n int, w http.ResponseWriter) bool // true: answered
-}
-
-func (f *fakeLoki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	n := int(f.n.Add(1) - 1)
-	if f.respond != nil && f.respond(n, w) {
-		return
-	}
-	body, _ := io.ReadAll(r.Body)
-	raw, err := snappy.Decode(nil, body)
-	if err != nil {
-		http.Error(w, "bad snappy", 400)
-		return
-	}
-	var req logproto.PushRequest
-	if err := proto.Unmarshal(raw, &req); err != nil || len(req.Streams) == 0 {
-		http.Error(w, "bad proto or empty push", 422)
-		return
-	}
-	rec := received{header: r.Header.Clone(), streams: map[string][]*logproto.Entry{}, size: len(raw)}
-	for _, s := range req.Streams {
-		rec.streams[s.Labels] = append(rec.streams[s.Labels], s.Entries...)
-	}
-	f.mu.Lock()
-	f.pushes = append(f.pushes, rec)
-	f.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-func (f *fakeLoki) all() map[string][]string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := map[string][]string{}
-	for _, p := range f.pushes {
-		for labels, entries := range p.streams {
-			for _, e := range entries {
-				out[labels] = append(out[labels], e.Line)
-			}
-		}
-	}
-	return out
+// pushAll pushes entries with no bound on retries but ctx's.
+func pushAll(c *Client, ctx context.Context, entries []Entry) Result {
+	return c.PushRetrying(ctx, entries, time.Time{})
 }
 
 func newClient(t *testing.T, f http.Handler, mod func(*Config)) (*Client, *httptest.Server) {
@@ -97,9 +41,9 @@ func newClient(t *testing.T, f http.Handler, mod func(*Config)) (*Client, *httpt
 var t0 = time.Date(2026, 11, 24, 12, 0, 0, 123456789, time.UTC)
 
 func TestPushGroupsSortsAndKeepsTimestamps(t *testing.T) {
-	f := &fakeLoki{}
+	f := &fakeloki.Loki{}
 	c, _ := newClient(t, f, func(cfg *Config) { cfg.LevelLabel = true })
-	res := c.Push(t.Context(), []Entry{
+	res := pushAll(c, t.Context(), []Entry{
 		{Time: t0.Add(2), Line: "second"},
 		{Time: t0.Add(1), Line: "first"},
 		{Time: t0, Line: "REPORT", Stream: StreamPlatform},
@@ -109,7 +53,7 @@ func TestPushGroupsSortsAndKeepsTimestamps(t *testing.T) {
 	if res.Err != nil || res.Delivered != 5 || res.Requests != 1 {
 		t.Fatalf("%+v", res)
 	}
-	got := f.all()
+	got := f.Lines()
 	want := map[string][]string{
 		`{function="fn", source="lambda"}`:                   {"first", "second"},
 		`{function="fn", source="lambda", type="platform"}`:  {"REPORT"},
@@ -119,11 +63,11 @@ func TestPushGroupsSortsAndKeepsTimestamps(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("streams\n%v\nwant\n%v", got, want)
 	}
-	ts := f.pushes[0].streams[`{function="fn", source="lambda"}`][0].Timestamp
-	if ts.Seconds != t0.Unix() || ts.Nanos != int32(t0.Nanosecond()+1) {
+	ts := f.Entries(`{function="fn", source="lambda"}`)[0].Timestamp
+	if !ts.Equal(t0.Add(1)) {
 		t.Fatalf("timestamp %v, want %v", ts, t0.Add(1))
 	}
-	if h := f.pushes[0].header; h.Get("Content-Type") != "application/x-protobuf" || h.Get("Authorization") != "" || h.Get("X-Scope-OrgID") != "" {
+	if h := f.Pushes()[0].Header; h.Get("Content-Type") != "application/x-protobuf" || h.Get("Authorization") != "" || h.Get("X-Scope-OrgID") != "" {
 		t.Fatalf("headers %v", h)
 	}
 }
@@ -136,22 +80,22 @@ func TestFormatLabelsEscapes(t *testing.T) {
 }
 
 func TestPushSplitsLargeBatches(t *testing.T) {
-	f := &fakeLoki{}
+	f := &fakeloki.Loki{}
 	c, _ := newClient(t, f, func(cfg *Config) { cfg.MaxRequestBytes = 64 * 1024 })
 	entries := make([]Entry, 1000)
 	for i := range entries {
 		entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: strings.Repeat("x", 500)}
 	}
-	res := c.Push(t.Context(), entries)
+	res := pushAll(c, t.Context(), entries)
 	if res.Delivered != 1000 || res.Requests < 8 {
 		t.Fatalf("%+v", res)
 	}
-	for _, p := range f.pushes {
-		if p.size > 64*1024+1024 {
-			t.Fatalf("a request of %d bytes", p.size)
+	for _, p := range f.Pushes() {
+		if p.Size > 64*1024+1024 {
+			t.Fatalf("a request of %d bytes", p.Size)
 		}
 	}
-	if n := len(f.all()[`{function="fn", source="lambda"}`]); n != 1000 {
+	if n := len(f.Lines()[`{function="fn", source="lambda"}`]); n != 1000 {
 		t.Fatalf("%d lines arrived", n)
 	}
 }
@@ -184,13 +128,13 @@ func TestSanitizeLine(t *testing.T) {
 }
 
 func TestPushTruncatesGiantLineWithoutFailingTheBatch(t *testing.T) {
-	f := &fakeLoki{}
+	f := &fakeloki.Loki{}
 	c, _ := newClient(t, f, nil)
-	res := c.Push(t.Context(), []Entry{{Time: t0, Line: "small"}, {Time: t0.Add(1), Line: strings.Repeat("z", 1<<20)}})
+	res := pushAll(c, t.Context(), []Entry{{Time: t0, Line: "small"}, {Time: t0.Add(1), Line: strings.Repeat("z", 1<<20)}})
 	if res.Delivered != 2 || res.Truncated != 1 {
 		t.Fatalf("%+v", res)
 	}
-	lines := f.all()[`{function="fn", source="lambda"}`]
+	lines := f.Lines()[`{function="fn", source="lambda"}`]
 	var cut int
 	marker := lines[1][strings.LastIndex(lines[1], " …[truncated "):]
 	if _, err := fmt.Sscanf(marker, " …[truncated %d bytes]", &cut); err != nil {
@@ -249,12 +193,12 @@ func TestPushOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeLoki{respond: tt.respond}
+			f := &fakeloki.Loki{Respond: tt.respond}
 			c, _ := newClient(t, f, nil)
 			ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
 			defer cancel()
 			start := time.Now()
-			res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}, {Time: t0, Line: "b"}, {Time: t0, Line: "c"}})
+			res := pushAll(c, ctx, []Entry{{Time: t0, Line: "a"}, {Time: t0, Line: "b"}, {Time: t0, Line: "c"}})
 			if took := time.Since(start); took > 3*time.Second {
 				t.Fatalf("push took %s, past its deadline", took)
 			}
@@ -273,12 +217,12 @@ func TestPushOutcomes(t *testing.T) {
 // gives up at once and says how long Loki asked for, so that the caller
 // schedules the next attempt without spending billed time asleep.
 func TestRetryAfterEndsThePush(t *testing.T) {
-	f := &fakeLoki{respond: status(429, "slow down", "Retry-After", "1")}
+	f := &fakeloki.Loki{Respond: status(429, "slow down", "Retry-After", "1")}
 	c, _ := newClient(t, f, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
-	res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+	res := pushAll(c, ctx, []Entry{{Time: t0, Line: "a"}})
 	if len(res.Undelivered) != 1 || !res.Unavailable || res.RetryAfter != time.Second || res.Requests != 1 || time.Since(start) > 500*time.Millisecond {
 		t.Fatalf("%+v after %s", res, time.Since(start))
 	}
@@ -294,7 +238,7 @@ func TestConnectionRefusedIsUndelivered(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 	defer cancel()
-	res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+	res := pushAll(c, ctx, []Entry{{Time: t0, Line: "a"}})
 	if len(res.Undelivered) != 1 || res.Err == nil || !strings.Contains(res.Err.Error(), "connection refused") || res.Requests < 2 {
 		t.Fatalf("%+v", res)
 	}
@@ -315,7 +259,7 @@ func TestAuthHeaders(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeLoki{}
+			f := &fakeloki.Loki{}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
 			cfg := Config{URL: srv.URL + "/push"}
@@ -324,10 +268,10 @@ func TestAuthHeaders(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if res := c.Push(t.Context(), []Entry{{Time: t0, Line: "a"}}); res.Err != nil {
+			if res := pushAll(c, t.Context(), []Entry{{Time: t0, Line: "a"}}); res.Err != nil {
 				t.Fatal(res.Err)
 			}
-			h := f.pushes[0].header
+			h := f.Pushes()[0].Header
 			if h.Get("Authorization") != tt.wantAuth || h.Get("X-Scope-OrgID") != tt.tenant {
 				t.Fatalf("headers %v", h)
 			}
@@ -340,7 +284,7 @@ func TestErrorsNeverContainCredentials(t *testing.T) {
 	secrets := []string{"s3cr3t-pass", "t0ken-value", "MTIzNDU2", "qu3ry-t0ken", "fr4gment"}
 	responders := []func(int, http.ResponseWriter) bool{status(401, "unauthorized"), status(500, "boom"), status(400, "bad")}
 	for i, respond := range responders {
-		f := &fakeLoki{respond: respond}
+		f := &fakeloki.Loki{Respond: respond}
 		srv := httptest.NewServer(f)
 		for _, cfg := range []Config{
 			{URL: strings.Replace(srv.URL, "http://", "http://user:s3cr3t-pass@", 1) + "/push"},
@@ -352,7 +296,7 @@ func TestErrorsNeverContainCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-			res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+			res := pushAll(c, ctx, []Entry{{Time: t0, Line: "a"}})
 			cancel()
 			for _, s := range secrets {
 				if res.Err == nil || strings.Contains(res.Err.Error(), s) {
@@ -366,13 +310,13 @@ func TestErrorsNeverContainCredentials(t *testing.T) {
 	c, _ := New(Config{URL: "http://user:s3cr3t-pass@127.0.0.1:1/push"})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
-	if res := c.Push(ctx, []Entry{{Time: t0, Line: "a"}}); res.Err == nil || strings.Contains(res.Err.Error(), "s3cr3t") {
+	if res := pushAll(c, ctx, []Entry{{Time: t0, Line: "a"}}); res.Err == nil || strings.Contains(res.Err.Error(), "s3cr3t") {
 		t.Fatalf("error %v", res.Err)
 	}
 }
 
 func TestTLS(t *testing.T) {
-	f := &fakeLoki{}
+	f := &fakeloki.Loki{}
 	srv := httptest.NewTLSServer(f)
 	defer srv.Close()
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
@@ -384,13 +328,13 @@ func TestTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res := trusting.Push(t.Context(), []Entry{{Time: t0, Line: "a"}}); res.Delivered != 1 {
+	if res := pushAll(trusting, t.Context(), []Entry{{Time: t0, Line: "a"}}); res.Delivered != 1 {
 		t.Fatalf("with the CA: %+v", res)
 	}
 	untrusting, _ := New(Config{URL: srv.URL + "/push"})
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
-	res := untrusting.Push(ctx, []Entry{{Time: t0, Line: "a"}})
+	res := pushAll(untrusting, ctx, []Entry{{Time: t0, Line: "a"}})
 	var certErr *tls.CertificateVerificationError
 	if res.Delivered != 0 || !errors.As(res.Err, &certErr) {
 		t.Fatalf("without the CA: %+v", res)
@@ -454,7 +398,7 @@ func TestPushSaysWhetherLokiIsUnavailable(t *testing.T) {
 			if tt.cancelAfter > 0 {
 				time.AfterFunc(tt.cancelAfter, cancel)
 			}
-			f := &fakeLoki{respond: tt.respond}
+			f := &fakeloki.Loki{Respond: tt.respond}
 			srv := httptest.NewServer(f)
 			defer srv.Close()
 			var rt http.RoundTripper = http.DefaultTransport
@@ -474,10 +418,10 @@ func TestPushSaysWhetherLokiIsUnavailable(t *testing.T) {
 				entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: strings.Repeat("x", 100)}
 			}
 			start := time.Now()
-			res := c.Push(ctx, entries)
-			if len(res.Undelivered) == 0 || res.Unavailable != tt.wantUnavailable || res.RetryAfter != tt.wantRetryAfter || f.n.Load() > tt.maxRequests {
+			res := pushAll(c, ctx, entries)
+			if len(res.Undelivered) == 0 || res.Unavailable != tt.wantUnavailable || res.RetryAfter != tt.wantRetryAfter || int64(f.Requests()) > tt.maxRequests {
 				t.Fatalf("undelivered %d, unavailable %v, retry after %s, %d requests in %s: %v",
-					len(res.Undelivered), res.Unavailable, res.RetryAfter, f.n.Load(), time.Since(start), res.Err)
+					len(res.Undelivered), res.Unavailable, res.RetryAfter, int64(f.Requests()), time.Since(start), res.Err)
 			}
 		})
 	}
@@ -495,7 +439,7 @@ func TestRequestsStayWithinTheirBound(t *testing.T) {
 	labels := map[string]string{"source": "lambda", "function": "fn", "team": strings.Repeat("t", 2000)}
 	const maxLine = 100_000
 	bound := MinRequestBytes(maxLine, labels)
-	f := &fakeLoki{}
+	f := &fakeloki.Loki{}
 	srv := httptest.NewServer(f)
 	defer srv.Close()
 	c, err := New(Config{URL: srv.URL + "/push", Labels: labels, LevelLabel: true, MaxLineBytes: maxLine, MaxRequestBytes: bound})
@@ -511,16 +455,16 @@ func TestRequestsStayWithinTheirBound(t *testing.T) {
 		}
 		entries = append(entries, e)
 	}
-	if res := c.Push(t.Context(), entries); res.Delivered != len(entries) {
+	if res := pushAll(c, t.Context(), entries); res.Delivered != len(entries) {
 		t.Fatalf("%+v", res)
 	}
-	for i, p := range f.pushes {
-		if p.size > bound {
-			t.Errorf("request %d: %d bytes, bound %d", i, p.size, bound)
+	for i, p := range f.Pushes() {
+		if p.Size > bound {
+			t.Errorf("request %d: %d bytes, bound %d", i, p.Size, bound)
 		}
 	}
-	if len(f.pushes) < 2 {
-		t.Fatalf("%d requests: the bound was not exercised", len(f.pushes))
+	if n := len(f.Pushes()); n < 2 {
+		t.Fatalf("%d requests: the bound was not exercised", n)
 	}
 }
 
@@ -551,7 +495,7 @@ func TestReauthOnAuthFailure(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeLoki{}
+			f := &fakeloki.Loki{}
 			handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.Header.Get("Authorization") != tt.wantAuth {
 					http.Error(w, "unauthorized", tt.refuse)
@@ -569,12 +513,12 @@ func TestReauthOnAuthFailure(t *testing.T) {
 				}
 			})
 			pushURL = srv.URL + "/api/prom/push"
-			res := c.Push(t.Context(), []Entry{{Time: t0, Line: "a"}, {Time: t0.Add(time.Millisecond), Line: "b"}})
+			res := pushAll(c, t.Context(), []Entry{{Time: t0, Line: "a"}, {Time: t0.Add(time.Millisecond), Line: "b"}})
 			if reauths != tt.wantReauths || res.Requests != tt.wantReqs {
 				t.Fatalf("%d reauths and %d requests, want %d and %d", reauths, res.Requests, tt.wantReauths, tt.wantReqs)
 			}
 			if tt.delivered {
-				if res.Delivered != 2 || res.Rejected != 0 || res.Err != nil || len(f.all()) != 1 {
+				if res.Delivered != 2 || res.Rejected != 0 || res.Err != nil || len(f.Lines()) != 1 {
 					t.Fatalf("result %+v", res)
 				}
 				return
@@ -607,12 +551,12 @@ func TestPushRetryingStartsNoRetryAfterUntil(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &fakeLoki{respond: status(503, "unavailable")}
+			f := &fakeloki.Loki{Respond: status(503, "unavailable")}
 			c, _ := newClient(t, f, nil)
 			start := time.Now()
 			res := c.PushRetrying(context.Background(), []Entry{{Time: t0, Line: "a"}}, start.Add(tt.until))
 			took := time.Since(start)
-			if n := f.n.Load(); n < tt.min || n > tt.max || len(res.Undelivered) != 1 || !res.Unavailable || took > tt.until+time.Second {
+			if n := int64(f.Requests()); n < tt.min || n > tt.max || len(res.Undelivered) != 1 || !res.Unavailable || took > tt.until+time.Second {
 				t.Fatalf("%d requests in %s (want %d–%d): %+v", n, took, tt.min, tt.max, res)
 			}
 		})

@@ -66,7 +66,7 @@ func TestRealLokiRefusingStructuredMetadata(t *testing.T) {
 		for _, e := range entries {
 			want = append(want, e.Line)
 		}
-		res := c.Push(t.Context(), entries)
+		res := c.PushRetrying(t.Context(), entries, time.Time{})
 		if res.MetadataRefused != nil {
 			refusals++
 			t.Logf("Loki's answer: %v", res.MetadataRefused)
@@ -123,7 +123,7 @@ func TestRealLokiFiltersOnStructuredMetadata(t *testing.T) {
 		}
 	}
 	for _, entries := range [][]loki.Entry{a, b} {
-		if res := c.Push(t.Context(), entries); res.Err != nil || res.MetadataRefused != nil || res.Requests != 1 {
+		if res := c.PushRetrying(t.Context(), entries, time.Time{}); res.Err != nil || res.MetadataRefused != nil || res.Requests != 1 {
 			t.Fatalf("%+v", res)
 		}
 	}

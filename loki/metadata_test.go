@@ -2,15 +2,13 @@ package loki
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/grafana/loki/pkg/push"
+	"github.com/lambda-loki/grafana-loki-extension/internal/fakeloki"
 )
 
 // refusedAnswer is Loki 3.7.8's answer to a push with structured metadata
@@ -23,37 +21,6 @@ func refusedAnswer(labels string, n int) string {
 		msg = fmt.Sprintf("%d errors like: %s", n, msg)
 	}
 	return msg
-}
-
-// metadataLoki decodes pushes with Loki's own push package, keeps them, and
-// answers with what answer picks for the n-th (0-based) request.
-type metadataLoki struct {
-	mu     sync.Mutex
-	pushes []push.PushRequest
-	answer func(n int, req *push.PushRequest) (int, string)
-}
-
-func (f *metadataLoki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	raw, err := snappy.Decode(nil, body)
-	var req push.PushRequest
-	if err == nil {
-		err = req.Unmarshal(raw)
-	}
-	if err != nil {
-		http.Error(w, "bad push: "+err.Error(), http.StatusUnprocessableEntity)
-		return
-	}
-	f.mu.Lock()
-	n := len(f.pushes)
-	f.pushes = append(f.pushes, req)
-	f.mu.Unlock()
-	status, msg := http.StatusNoContent, ""
-	if f.answer != nil {
-		status, msg = f.answer(n, &req)
-	}
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, msg)
 }
 
 // withMetadata counts the entries of a push that carry structured metadata.
@@ -153,10 +120,10 @@ func TestStructuredMetadata(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := &metadataLoki{answer: tt.answer}
+			f := &fakeloki.Loki{Answer: tt.answer}
 			c, _ := newClient(t, f, tt.cfg)
 			for i, want := range tt.pushes {
-				res := c.Push(t.Context(), entries())
+				res := pushAll(c, t.Context(), entries())
 				got := outcome{res.Requests, res.MetadataRefused != nil, res.Delivered, res.Rejected}
 				if got != want || len(res.Undelivered) != 0 {
 					t.Fatalf("push %d: %+v, want %+v (%+v)", i, got, want, res)
@@ -167,8 +134,9 @@ func TestStructuredMetadata(t *testing.T) {
 			}
 			var sent []int
 			var first push.LabelsAdapter
-			for i := range f.pushes {
-				n, sm := withMetadata(&f.pushes[i])
+			pushes := f.Pushes()
+			for i := range pushes {
+				n, sm := withMetadata(&pushes[i].Request)
 				sent = append(sent, n)
 				if first == nil {
 					first = sm
@@ -185,18 +153,19 @@ func TestStructuredMetadata(t *testing.T) {
 // requests: the first is refused and sent again, the others go without
 // metadata at once, and the refusal is reported once.
 func TestMetadataRefusedOnceAcrossRequests(t *testing.T) {
-	f := &metadataLoki{answer: refusing}
+	f := &fakeloki.Loki{Answer: refusing}
 	c, _ := newClient(t, f, func(cfg *Config) { cfg.MaxRequestBytes = 64 * 1024 })
 	entries := make([]Entry, 1000)
 	for i := range entries {
 		entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: strings.Repeat("x", 500), RequestID: "r"}
 	}
-	res := c.Push(t.Context(), entries)
-	if res.Delivered != len(entries) || res.Rejected != 0 || res.MetadataRefused == nil || res.Requests != len(f.pushes) || res.Requests < 9 {
+	res := pushAll(c, t.Context(), entries)
+	if res.Delivered != len(entries) || res.Rejected != 0 || res.MetadataRefused == nil || res.Requests != len(f.Pushes()) || res.Requests < 9 {
 		t.Fatalf("%+v", res)
 	}
-	for i := range f.pushes {
-		if n, _ := withMetadata(&f.pushes[i]); (i == 0) != (n > 0) {
+	pushes := f.Pushes()
+	for i := range pushes {
+		if n, _ := withMetadata(&pushes[i].Request); (i == 0) != (n > 0) {
 			t.Fatalf("request %d carried metadata on %d entries", i, n)
 		}
 	}
@@ -205,17 +174,18 @@ func TestMetadataRefusedOnceAcrossRequests(t *testing.T) {
 // TestRequestSizeBoundCountsMetadata: with long metadata values the split
 // still keeps every request within MaxRequestBytes.
 func TestRequestSizeBoundCountsMetadata(t *testing.T) {
-	f := &metadataLoki{}
+	f := &fakeloki.Loki{}
 	c, _ := newClient(t, f, func(cfg *Config) { cfg.MaxRequestBytes = 64 * 1024 })
 	entries := make([]Entry, 500)
 	for i := range entries {
 		entries[i] = Entry{Time: t0.Add(time.Duration(i)), Line: "x", RequestID: strings.Repeat("r", 300), TraceID: strings.Repeat("t", 300), Level: strings.Repeat("l", 60)}
 	}
-	if res := c.Push(t.Context(), entries); res.Delivered != len(entries) || res.Requests < 2 {
+	if res := pushAll(c, t.Context(), entries); res.Delivered != len(entries) || res.Requests < 2 {
 		t.Fatalf("%+v", res)
 	}
-	for i := range f.pushes {
-		if size := f.pushes[i].Size(); size > 64*1024 {
+	pushes := f.Pushes()
+	for i := range pushes {
+		if size := pushes[i].Request.Size(); size > 64*1024 {
 			t.Fatalf("request %d is %d bytes", i, size)
 		}
 	}

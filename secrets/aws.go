@@ -16,6 +16,7 @@ import (
 	"time"
 
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/lambda-loki/grafana-loki-extension/internal/httperr"
 )
 
 // operation is the one call the extension makes to a store, in the AWS JSON
@@ -202,12 +203,8 @@ func (c *client) call(ctx context.Context, t target) (string, error) {
 	req.Header.Set("User-Agent", "grafana-loki-extension")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		// url.Error repeats the URL; the endpoint is named by the caller.
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return "", err
+		// The endpoint is named by the caller.
+		return "", httperr.Cause(err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))

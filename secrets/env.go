@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/lambda-loki/grafana-loki-extension/internal/httperr"
 )
 
 // awsEnv is what calling AWS takes from the environment Lambda sets: the
@@ -197,11 +198,7 @@ func (c *containerCredentials) retrieve(ctx context.Context) (aws.Credentials, e
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return aws.Credentials{}, fmt.Errorf("AWS_CONTAINER_CREDENTIALS_FULL_URI: getting the function's credentials: %w", err)
+		return aws.Credentials{}, fmt.Errorf("AWS_CONTAINER_CREDENTIALS_FULL_URI: getting the function's credentials: %w", httperr.Cause(err))
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))

@@ -2,9 +2,11 @@ package telemetryApi
 
 import (
 	"net/http"
+	"slices"
 	"testing"
 
 	"github.com/lambda-loki/grafana-loki-extension/filter"
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
 	"github.com/lambda-loki/grafana-loki-extension/loglevel"
 )
 
@@ -30,7 +32,7 @@ func TestListenerAppliesTheFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := NewQueue(1000, 1<<20, nil)
+	q := newSink()
 	l := NewListener(ListenerConfig{ShipExtension: true, Filter: f}, q)
 	if code := post(l, http.MethodPost, batch); code != 200 {
 		t.Fatalf("status %d", code)
@@ -41,7 +43,7 @@ func TestListenerAppliesTheFilter(t *testing.T) {
 		"app: extension wrote [EMAIL]",
 		"Task timed out: RequestId: r1 Status: timeout Error Type: Sandbox.Timeout Duration: 3000.00 ms",
 	}
-	if got := texts(q.Take(100)); !equal(got, want) {
+	if got := lokitest.Lines(q.Take(100)); !slices.Equal(got, want) {
 		t.Fatalf("lines:\n%q\nwant\n%q", got, want)
 	}
 	if got, want := filter.Format(f.Counts()), "min_level=3 drop_health=1 app_only=1 mask_emails=3"; got != want {

@@ -8,17 +8,17 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// handle queues the batch's lines and signals platform events, in order: the
+// handle hands the batch's lines to the sink and signals platform events, in order: the
 // lines an invocation wrote are queued before its runtimeDone is signalled.
 func (l *Listener) handle(events []Event, received time.Time) {
 	l.batchMu.Lock()
 	defer l.batchMu.Unlock()
 	var p pending
-	flush := func() {
+	handOver := func() {
 		if entries := p.take(); len(entries) > 0 {
 			l.lines.Add(int64(len(entries)))
 			l.stamps.stamp(entries)
-			l.queue.Put(entries)
+			l.sink.Put(entries)
 		}
 	}
 	for i := range events {
@@ -62,7 +62,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			if l.cfg.ShipPlatform {
 				p.add(l.platformEntry(ev, received, endLine(rd), rd.RequestID), room)
 			}
-			flush()
+			handOver()
 			l.invocations.end(rd.RequestID)
 			l.done.signal(rd)
 		case TypePlatformReport:
@@ -91,7 +91,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			// nothing the extension ships.
 		}
 	}
-	flush()
+	handOver()
 }
 
 // lineEntry turns a function or extension record into an entry of the

@@ -19,7 +19,7 @@ import (
 // hold 656 MB for 395 KB counted.
 func TestBatchSpanningManyInvocationsKeepsWhatItCounts(t *testing.T) {
 	const batches, events, perInvocation = 40, 1000, 4 // 250 invocations a batch
-	q := NewQueue(1_000_000, 1<<30, nil)
+	q := newSink()
 	l := NewListener(ListenerConfig{}, q)
 	body := func(b int) string {
 		var sb strings.Builder
@@ -88,7 +88,7 @@ func TestDropsOfAnEarlierInvocationDoNotEndTheWait(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := NewListener(ListenerConfig{LostAfter: 50 * time.Millisecond}, NewQueue(10, 1<<20, nil))
+			l := NewListener(ListenerConfig{LostAfter: 50 * time.Millisecond}, newSink())
 			for _, b := range tt.before {
 				post(l, http.MethodPost, b)
 			}
@@ -142,7 +142,7 @@ func TestEntriesCarryTheirInvocation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(100, 1<<20, nil)
+			q := newSink()
 			l := NewListener(ListenerConfig{ShipPlatform: true, Concurrent: tt.concurrent}, q)
 			if code := post(l, http.MethodPost, batch); code != 200 {
 				t.Fatalf("status %d", code)
@@ -168,7 +168,7 @@ func TestEntriesCarryTheirInvocation(t *testing.T) {
 // Sandboxes restored from one SnapStart snapshot must not share the offset
 // drawn before it: a restore draws it again.
 func TestRestoreDrawsTheStampOffsetAgain(t *testing.T) {
-	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20, nil))
+	l := NewListener(ListenerConfig{}, newSink())
 	const restore = `[{"time":"2024-01-01T00:00:00.000Z","type":"platform.restoreStart","record":{}}]`
 	changed := false
 	for range 20 { // one draw in 900 000 repeats the old offset
@@ -187,7 +187,7 @@ func TestRestoreDrawsTheStampOffsetAgain(t *testing.T) {
 // Clients that send their headers and then stall hold a connection each;
 // they must not hold Shutdown past the caller's budget, nor stay open.
 func TestStalledClientsDoNotHoldShutdown(t *testing.T) {
-	l := NewListener(ListenerConfig{Addr: "127.0.0.1:0", ReadTimeout: 300 * time.Millisecond}, NewQueue(10, 1<<20, nil))
+	l := NewListener(ListenerConfig{Addr: "127.0.0.1:0", ReadTimeout: 300 * time.Millisecond}, newSink())
 	if err := l.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +234,7 @@ func TestStalledClientsDoNotHoldShutdown(t *testing.T) {
 // The stalled-client bound holds without Shutdown too: ReadTimeout ends a
 // request that never completes.
 func TestStalledClientIsCutByReadTimeout(t *testing.T) {
-	l := NewListener(ListenerConfig{Addr: "127.0.0.1:0", ReadTimeout: 200 * time.Millisecond}, NewQueue(10, 1<<20, nil))
+	l := NewListener(ListenerConfig{Addr: "127.0.0.1:0", ReadTimeout: 200 * time.Millisecond}, newSink())
 	if err := l.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -78,10 +78,10 @@ type ListenerStats struct {
 // Listener receives Telemetry API batches. Its handler only decodes and
 // queues, so it answers quickly: a slow listener makes Lambda drop records.
 type Listener struct {
-	cfg   ListenerConfig
-	queue *Queue
-	srv   *http.Server
-	ln    net.Listener
+	cfg  ListenerConfig
+	sink Sink
+	srv  *http.Server
+	ln   net.Listener
 
 	// batchMu takes batches one at a time: the stamps and the invocation in
 	// progress follow the order of the events. Lambda sends one batch at a
@@ -103,8 +103,16 @@ type Listener struct {
 	bufs sync.Pool // *bytes.Buffer for request bodies
 }
 
-// NewListener returns a listener that queues entries into q.
-func NewListener(cfg ListenerConfig, q *Queue) *Listener {
+// Sink takes the entries the listener decodes, one batch at a time and in
+// the order the function wrote them. Put is called from the HTTP handler,
+// so it must not block on the network: a slow listener makes Lambda drop
+// records. The outbox's queue is the real one.
+type Sink interface {
+	Put(entries []loki.Entry)
+}
+
+// NewListener returns a listener that hands the entries it decodes to sink.
+func NewListener(cfg ListenerConfig, sink Sink) *Listener {
 	if cfg.Log == nil {
 		cfg.Log = logrus.New()
 		cfg.Log.SetOutput(io.Discard)
@@ -115,7 +123,7 @@ func NewListener(cfg ListenerConfig, q *Queue) *Listener {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	l := &Listener{cfg: cfg, queue: q, stamps: newStamper()}
+	l := &Listener{cfg: cfg, sink: sink, stamps: newStamper()}
 	l.done.init()
 	l.bufs.New = func() any { return new(bytes.Buffer) }
 	l.srv = &http.Server{

@@ -5,19 +5,17 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
 
-func post(l *Listener, method, body string) int {
-	rec := httptest.NewRecorder()
-	l.ServeHTTP(rec, httptest.NewRequest(method, "/", strings.NewReader(body)))
-	return rec.Code
-}
+// post hands the listener one request, as the Telemetry API would.
+func post(l *Listener, method, body string) int { return lokitest.Post(l, method, []byte(body)) }
 
 func TestListenerAnswers(t *testing.T) {
 	tests := []struct {
@@ -40,7 +38,7 @@ func TestListenerAnswers(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(1000, 1<<20, nil)
+			q := newSink()
 			l := NewListener(ListenerConfig{}, q)
 			if code := post(l, tt.method, tt.body); code != tt.wantCode {
 				t.Fatalf("status %d, want %d", code, tt.wantCode)
@@ -80,14 +78,14 @@ func TestListenerPlatformLinesAndFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(1000, 1<<20, nil)
+			q := newSink()
 			l := NewListener(tt.cfg, q)
 			if code := post(l, http.MethodPost, batch); code != 200 {
 				t.Fatalf("status %d", code)
 			}
 			got := q.Take(100)
-			if !equal(texts(got), tt.want) {
-				t.Fatalf("lines:\n%q\nwant\n%q", texts(got), tt.want)
+			if !slices.Equal(lokitest.Lines(got), tt.want) {
+				t.Fatalf("lines:\n%q\nwant\n%q", lokitest.Lines(got), tt.want)
 			}
 			for i, e := range got {
 				if e.Stream != tt.wantType[i] {
@@ -99,7 +97,7 @@ func TestListenerPlatformLinesAndFailures(t *testing.T) {
 }
 
 func TestWaitRuntimeDoneSeesLinesQueuedFirst(t *testing.T) {
-	q := NewQueue(1000, 1<<20, nil)
+	q := newSink()
 	l := NewListener(ListenerConfig{}, q)
 	got := make(chan int, 1)
 	go func() {
@@ -124,7 +122,7 @@ func TestWaitRuntimeDoneSeesLinesQueuedFirst(t *testing.T) {
 }
 
 func TestWaitRuntimeDoneAlreadyReceivedAndDeadline(t *testing.T) {
-	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20, nil))
+	l := NewListener(ListenerConfig{}, newSink())
 	post(l, http.MethodPost, `[{"time":"x","type":"platform.runtimeDone","record":{"requestId":"early","status":"success"}}]`)
 	if rd, err := l.WaitRuntimeDone(t.Context(), "early"); err != nil || rd.Status != "success" {
 		t.Fatalf("got %+v %v", rd, err)
@@ -161,7 +159,7 @@ func TestWaitRuntimeDoneAfterDroppedRecords(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20, nil))
+			l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, newSink())
 			ctx, cancel := context.WithTimeout(t.Context(), 400*time.Millisecond)
 			defer cancel()
 			go func() {
@@ -180,7 +178,7 @@ func TestWaitRuntimeDoneAfterDroppedRecords(t *testing.T) {
 
 func TestLogsDroppedIsCounted(t *testing.T) {
 	var logged bytes.Buffer
-	l := NewListener(ListenerConfig{}, NewQueue(10, 1<<20, nil))
+	l := NewListener(ListenerConfig{}, newSink())
 	l.cfg.Log.SetOutput(&logged)
 	post(l, http.MethodPost, `[{"time":"2022-10-12T00:00:15.064Z","type":"platform.logsDropped","record":{"droppedBytes":2048,"droppedRecords":12,"reason":"Some logs were dropped because the downstream consumer is slower than the logs production rate"}}]`)
 	if l.Stats().LambdaDropped != 12 || !strings.Contains(logged.String(), "downstream consumer is slower") {
@@ -189,7 +187,7 @@ func TestLogsDroppedIsCounted(t *testing.T) {
 }
 
 func TestListenerServesOverHTTP(t *testing.T) {
-	q := NewQueue(10, 1<<20, nil)
+	q := newSink()
 	l := NewListener(ListenerConfig{Addr: "127.0.0.1:0"}, q)
 	if err := l.Start(); err != nil {
 		t.Fatal(err)
@@ -225,11 +223,9 @@ func FuzzListener(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		l := NewListener(ListenerConfig{ShipPlatform: true, ShipExtension: true}, NewQueue(1000, 1<<20, nil))
-		rec := httptest.NewRecorder()
-		l.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(body)))
-		if rec.Code != 200 && rec.Code != 400 {
-			t.Fatalf("status %d for %q", rec.Code, body)
+		l := NewListener(ListenerConfig{ShipPlatform: true, ShipExtension: true}, newSink())
+		if code := lokitest.Post(l, http.MethodPost, body); code != 200 && code != 400 {
+			t.Fatalf("status %d for %q", code, body)
 		}
 	})
 }
@@ -256,7 +252,7 @@ func TestRestoreEventsCallOnRestore(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			calls := 0
-			q := NewQueue(100, 1<<20, nil)
+			q := newSink()
 			l := NewListener(ListenerConfig{ShipPlatform: true, OnRestore: func() { calls++ }}, q)
 			if code := post(l, http.MethodPost, tt.batch); code != 200 {
 				t.Fatalf("status %d", code)
@@ -291,7 +287,7 @@ func TestOddEventsDoNotCostTheBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			q := NewQueue(100, 1<<20, nil)
+			q := newSink()
 			l := NewListener(ListenerConfig{}, q)
 			if code := post(l, http.MethodPost, tt.body); code != tt.wantCode {
 				t.Fatalf("answered %d, want %d", code, tt.wantCode)
@@ -314,7 +310,7 @@ func TestOddEventsDoNotCostTheBatch(t *testing.T) {
 // A drop reported before a freeze must not end the next invocation's wait
 // at once: quiet counts from the wait's start at the earliest.
 func TestWaitRuntimeDoneQuietCountsFromTheWait(t *testing.T) {
-	l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, NewQueue(10, 1<<20, nil))
+	l := NewListener(ListenerConfig{LostAfter: 60 * time.Millisecond}, newSink())
 	post(l, http.MethodPost, `[{"time":"2024-01-01T00:00:00.001Z","type":"platform.logsDropped","record":{"droppedBytes":1,"droppedRecords":1,"reason":"slow"}}]`)
 	time.Sleep(150 * time.Millisecond) // frozen between invocations
 	go func() {

@@ -1,11 +1,12 @@
 // Command benchmark measures the extension against the targets the project
-// holds itself to (issue 7, "Measured speed and cost"; issue 10, Loki away)
-// and prints one table: metric, target, measured, met.
+// holds itself to (speed and cost on a healthy Loki; the function's cost
+// and the memory bound while Loki is away) and prints one table: metric,
+// target, measured, met.
 //
 // It builds the extension as `task build` does (static, stripped, amd64 and
 // arm64, each packed into a layer zip), starts a real Loki, runs the Lambda
 // sandbox emulator with the extension inside for each scenario, and runs the
-// per-line Go benchmark (telemetryApi's BenchmarkPipeline) on one core.
+// per-line Go benchmark (package lifecycle's BenchmarkPipeline) on one core.
 //
 // Timings depend on the machine, and on what else runs on it: the table
 // names the CPU, the core count, the Go version and the load average.
@@ -84,13 +85,13 @@ func run(ctx context.Context, opts options, out, progress io.Writer) error {
 	return nil
 }
 
-// scenario is one measurement; it adds its rows to the bench.
-type scenario struct {
+// measurement is one scenario of the benchmark; it adds its rows to the bench.
+type measurement struct {
 	name, what string
 	run        func(context.Context, *bench) error
 }
 
-var scenarios = []scenario{
+var scenarios = []measurement{
 	{"size", "binary and layer zip sizes", measureSizes},
 	{"cpu", "CPU and allocations per line (go test -bench, one core)", measureCPU},
 	{"init", "init: exec to first /next", measureInit},

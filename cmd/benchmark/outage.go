@@ -8,12 +8,12 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
 	"github.com/lambda-loki/grafana-loki-extension/internal/faultproxy"
-	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
+	"github.com/lambda-loki/grafana-loki-extension/internal/scenario"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
-// Targets of issue 10. The outage runs with the default LOKI_TIMEOUT_MS and
+// Targets while Loki is away. The outage runs with the default LOKI_TIMEOUT_MS and
 // FLUSH_TIMEOUT_MS, so that its figures are what a function configured
 // with nothing but LOKI_URL gets.
 const (
@@ -30,7 +30,7 @@ const (
 	maxOutageRSS = maxSmallRSS
 )
 
-// measureOutage runs issue 10's outage (package outage, as
+// measureOutage runs the outage scenario (package scenario, as
 // e2e/outage_test.go does) with Loki refusing, hanging, and answering 429
 // with Retry-After: 2: 30 invocations × 20 lines, 200 ms apart, Loki away
 // for invocations 3 to 22.
@@ -53,8 +53,8 @@ func measureOutage(ctx context.Context, b *bench) error {
 		if b.opts.verbose {
 			cfg.ExtensionOutput = b.progress
 		}
-		plan := outage.NewPlan(srv, cfg, f.fault)
-		o, err := outage.Run(ctx, plan)
+		plan := scenario.NewPlan(srv, cfg, f.fault)
+		o, err := scenario.Run(ctx, plan)
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.name, err)
 		}
@@ -88,20 +88,20 @@ func measureOutage(ctx context.Context, b *bench) error {
 			d.Complete() && rss <= maxOutageRSS)
 
 		if f.fault.RetryAfter != "" {
-			pauses := outage.PausesAfterRefusal(o.Requests)
+			pauses := scenario.PausesAfterRefusal(o.Requests)
 			if len(pauses) == 0 {
 				return fmt.Errorf("%s: no request was refused, or none followed a refusal", f.name)
 			}
 			shortest := slices.Min(pauses)
 			b.judge(metric+"shortest pause before the request after a 429", fmt.Sprintf("≥ %.0f s (Retry-After)", retryAfter.Seconds()),
-				fmt.Sprintf("%.3f s (%d requests refused, %d in all)", shortest.Seconds(), outage.Refused(o.Requests), len(o.Requests)),
+				fmt.Sprintf("%.3f s (%d requests refused, %d in all)", shortest.Seconds(), scenario.Refused(o.Requests), len(o.Requests)),
 				shortest >= retryAfter)
 		}
 	}
 	return nil
 }
 
-// measureMemory runs issue 10's memory scenario (package outage, as
+// measureMemory runs the memory scenario (package scenario, as
 // e2e/memory_test.go does): 200 000 lines of 512 bytes while Loki is down,
 // in each flush mode with the spill file, and in end mode without it; then
 // Loki is back before SHUTDOWN.
@@ -110,14 +110,14 @@ func measureMemory(ctx context.Context, b *bench) error {
 	if err != nil {
 		return err
 	}
-	for _, mode := range outage.FloodModes() {
+	for _, mode := range scenario.FloodModes() {
 		cfg := sandbox.Config{ExtensionsDir: dir, FunctionName: functionName("memory")}
 		if b.opts.verbose {
 			cfg.ExtensionOutput = b.progress
 		}
-		plan := outage.NewFloodPlan(srv, cfg, mode.Strategy, mode.Spill)
+		plan := scenario.NewFloodPlan(srv, cfg, mode.Strategy, mode.Spill)
 		plan.DownInvokes = b.reps(plan.DownInvokes, 2)
-		r, err := outage.Flood(ctx, plan)
+		r, err := scenario.Flood(ctx, plan)
 		if err != nil {
 			return fmt.Errorf("%s, spill %v: %w", mode.Strategy, mode.Spill, err)
 		}

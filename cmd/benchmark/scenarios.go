@@ -18,11 +18,12 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/internal/fakeaws"
 	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
-	"github.com/lambda-loki/grafana-loki-extension/internal/outage"
+	"github.com/lambda-loki/grafana-loki-extension/internal/scenario"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
-// Targets of issue 7.
+// Targets on a healthy Loki: init, the time added after runtimeDone, CPU
+// per line, throughput, memory and the binary's size.
 const (
 	maxInitMedian        = 10 * time.Millisecond
 	subscriptionTimeout  = 25 * time.Millisecond // the extension's default TELEMETRY_TIMEOUT_MS
@@ -101,14 +102,14 @@ func megabytes(n int64) string {
 	return fmt.Sprintf("%.2f MB (%s)", float64(n)/1e6, mib(n))
 }
 
-// measureCPU runs telemetryApi's BenchmarkPipeline on one core (-cpu 1):
+// measureCPU runs package lifecycle's BenchmarkPipeline on one core (-cpu 1):
 // a Telemetry POST of 1000 text lines through the listener's handler, the
 // queue, the dispatcher, the encoder and an HTTP push to a server that
 // answers 204. It reports the median over the runs.
 func measureCPU(ctx context.Context, b *bench) error {
 	count := b.reps(5, 2)
 	cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^BenchmarkPipeline$", "-benchmem",
-		"-cpu", "1", "-benchtime", "1s", "-count", strconv.Itoa(count), "./telemetryApi")
+		"-cpu", "1", "-benchtime", "1s", "-count", strconv.Itoa(count), "./lifecycle")
 	cmd.Dir = b.root
 	var out bytes.Buffer
 	cmd.Stdout = &out
@@ -231,7 +232,7 @@ func measureInit(ctx context.Context, b *bench) error {
 				return err
 			}
 			inits[w.name] = append(inits[w.name], sb.InitDuration())
-			if _, err := outage.Shutdown(ctx, sb); err != nil {
+			if _, err := scenario.Shutdown(ctx, sb); err != nil {
 				return err
 			}
 			if strings.Contains(sb.ExtensionOutput(), "invalid configuration") {
@@ -324,7 +325,7 @@ func (b *bench) invokes(ctx context.Context, name string, n int, gap time.Durati
 		results = append(results, res)
 		written += len(res.Lines)
 	}
-	if _, err := outage.Shutdown(ctx, sb); err != nil {
+	if _, err := scenario.Shutdown(ctx, sb); err != nil {
 		return nil, err
 	}
 	got, err := b.inLoki(ctx, function, start)
@@ -406,7 +407,7 @@ func measureThroughput(ctx context.Context, b *bench) error {
 	took := res.Next.Sub(invokeStart)
 	cpu := cpuTime(pids) - cpuBefore
 	stats := sb.Stats()
-	if _, err := outage.Shutdown(ctx, sb); err != nil {
+	if _, err := scenario.Shutdown(ctx, sb); err != nil {
 		return err
 	}
 	got, err := b.inLoki(ctx, function, start)
@@ -467,7 +468,7 @@ func measureSmallRSS(ctx context.Context, b *bench) error {
 			return err
 		}
 	}
-	sd, err := outage.Shutdown(ctx, sb)
+	sd, err := scenario.Shutdown(ctx, sb)
 	if err != nil {
 		return err
 	}

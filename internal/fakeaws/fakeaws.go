@@ -205,8 +205,6 @@ type Error struct {
 	Code, Message string
 }
 
-func (e *Error) Error() string { return e.Code + ": " + e.Message }
-
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	s.requests.Add(1)
 	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))

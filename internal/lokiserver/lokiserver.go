@@ -164,9 +164,6 @@ func (s *Server) PushURL() string { return s.url + "/api/prom/push" }
 // PID is Loki's process ID.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
-// Output is the tail of Loki's own log.
-func (s *Server) Output() string { return s.output.String() }
-
 // Ready returns nil when Loki answers /ready with 200.
 func (s *Server) Ready(ctx context.Context) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/ready", nil)

@@ -42,7 +42,7 @@ func TestPushAndQueryBackAcrossPages(t *testing.T) {
 		// Pairs of lines share a timestamp, so page boundaries fall inside pairs.
 		entries = append(entries, loki.Entry{Time: base.Add(time.Duration(i/2) * time.Millisecond), Line: fmt.Sprintf("line %02d", i)})
 	}
-	if res := c.Push(t.Context(), entries); res.Err != nil || res.Delivered != 25 {
+	if res := c.PushRetrying(t.Context(), entries, time.Time{}); res.Err != nil || res.Delivered != 25 {
 		t.Fatalf("%+v", res)
 	}
 	for _, pageSize := range []int{3, 4, 7, 5000} {

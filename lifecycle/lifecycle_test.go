@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 )
@@ -116,7 +117,7 @@ func TestOnInvokeExits(t *testing.T) {
 			if wait := next.arrived.Sub(invoke.answered); wait < tt.minWait || wait > tt.maxWait {
 				t.Errorf("the next /next came %s after the INVOKE, want between %s and %s", wait, tt.minWait, tt.maxWait)
 			}
-			pushed := h.pusher.deliveredBefore(next.arrived)
+			pushed := h.pusher.DeliveredBefore(next.arrived)
 			if tt.pushedBeforeNext {
 				if m := missing(pushed, want); len(m) > 0 {
 					t.Errorf("lines %q not pushed before /next (pushed %q)", m, pushed)
@@ -132,11 +133,11 @@ func TestOnInvokeExits(t *testing.T) {
 			shutdownLine := fmt.Sprintf("SHUTDOWN Reason: %s RequestId: r1", tt.shutdownReason)
 			if tt.shutdownReason == "timeout" || tt.shutdownReason == "failure" {
 				want = append(want, shutdownLine)
-			} else if slices.Contains(h.pusher.delivered(), shutdownLine) {
+			} else if slices.Contains(h.pusher.Delivered(), shutdownLine) {
 				t.Errorf("pushed %q at a %s", shutdownLine, tt.shutdownReason)
 			}
-			if m := missing(h.pusher.delivered(), want); len(m) > 0 {
-				t.Errorf("lines %q never pushed (pushed %q)", m, h.pusher.delivered())
+			if m := missing(h.pusher.Delivered(), want); len(m) > 0 {
+				t.Errorf("lines %q never pushed (pushed %q)", m, h.pusher.Delivered())
 			}
 			if log := h.log.String(); !strings.Contains(log, `msg="shut down"`) {
 				t.Errorf("no shutdown summary without losses")
@@ -164,7 +165,7 @@ func TestAdaptiveSwitchAndFallback(t *testing.T) {
 	h.api.awaitCall(t, 1, true)
 	h.post(t, invocation("a1", "success", "a1 line")...)
 	next := h.api.awaitCall(t, 2, false)
-	if m := missing(h.pusher.deliveredBefore(next.arrived), []string{"a1 line"}); len(m) > 0 {
+	if m := missing(h.pusher.DeliveredBefore(next.arrived), []string{"a1 line"}); len(m) > 0 {
 		t.Fatalf("the first invocation did not push %q before /next", m)
 	}
 
@@ -188,8 +189,8 @@ func TestAdaptiveSwitchAndFallback(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	h.post(t, invocation("a2", "success", "a2 line")...)
 	eventually(t, "a2's line pushed in the background", func() bool {
-		for _, c := range h.pusher.calls() {
-			if c.mode == pushOK && !c.bounded && slices.Contains(c.lines, "a2 line") {
+		for _, c := range h.pusher.Pushes() {
+			if c.Answer == lokitest.Deliver && !c.Bounded && slices.Contains(c.Lines, "a2 line") {
 				return true
 			}
 		}
@@ -209,7 +210,7 @@ func TestAdaptiveSwitchAndFallback(t *testing.T) {
 	if next.arrived.Before(posted) {
 		t.Errorf("after a slow gap /next came before the runtimeDone")
 	}
-	if m := missing(h.pusher.deliveredBefore(next.arrived), []string{"a3 line", "a4 line"}); len(m) > 0 {
+	if m := missing(h.pusher.DeliveredBefore(next.arrived), []string{"a3 line", "a4 line"}); len(m) > 0 {
 		t.Errorf("after a slow gap %q were not pushed before /next", m)
 	}
 
@@ -226,9 +227,9 @@ func TestAdaptiveSwitchAndFallback(t *testing.T) {
 func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 	t.Parallel()
 	// testConfig's OutageRetryMax keeps the attempts 0.5 to 1 s apart
-	// (telemetryApi.DefaultRetryMin is 1 s).
+	// (outbox.DefaultRetryMin is 1 s).
 	h := startExtension(t, http.StatusOK, nil)
-	h.pusher.set(pushDown)
+	h.pusher.Answer(lokitest.Down)
 	var want []string
 	for i, id := range []string{"o1", "o2", "o3"} {
 		h.api.queue(invokeEvent(id, 10*time.Second))
@@ -237,8 +238,8 @@ func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 		want = append(want, id+" line")
 		next := h.api.awaitCall(t, i+2, false)
 		windows := 0
-		for _, c := range h.pusher.calls() {
-			if c.bounded && c.at.After(invoke.answered) && c.at.Before(next.arrived) {
+		for _, c := range h.pusher.Pushes() {
+			if c.Bounded && c.At.After(invoke.answered) && c.At.Before(next.arrived) {
 				windows++
 			}
 		}
@@ -252,19 +253,19 @@ func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 	// A background attempt fails too before Loki comes back: the outage is
 	// still logged once.
 	eventually(t, "a background attempt while Loki is away", func() bool {
-		return slices.ContainsFunc(h.pusher.calls(), func(c push) bool { return !c.bounded })
+		return slices.ContainsFunc(h.pusher.Pushes(), func(c lokitest.Push) bool { return !c.Bounded })
 	})
-	if got := h.pusher.delivered(); len(got) > 0 {
+	if got := h.pusher.Delivered(); len(got) > 0 {
 		t.Fatalf("delivered %q while Loki was away", got)
 	}
 
-	h.pusher.set(pushOK)
+	h.pusher.Answer(lokitest.Deliver)
 	eventually(t, "the background attempts to deliver what waited", func() bool {
-		return len(missing(h.pusher.delivered(), want)) == 0
+		return len(missing(h.pusher.Delivered(), want)) == 0
 	})
-	for _, c := range h.pusher.calls() {
-		if c.mode == pushOK && c.bounded {
-			t.Errorf("what waited went out in a bounded push (a window or the drain), want the background's: %q", c.lines)
+	for _, c := range h.pusher.Pushes() {
+		if c.Answer == lokitest.Deliver && c.Bounded {
+			t.Errorf("what waited went out in a bounded push (a window or the drain), want the background's: %q", c.Lines)
 		}
 	}
 	eventually(t, "the recovery logged", func() bool { return strings.Contains(h.log.String(), "Loki is back") })
@@ -274,7 +275,7 @@ func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 	h.api.awaitCall(t, 4, true)
 	h.post(t, invocation("o4", "success", "o4 line")...)
 	next := h.api.awaitCall(t, 5, false)
-	if m := missing(h.pusher.deliveredBefore(next.arrived), []string{"o4 line"}); len(m) > 0 {
+	if m := missing(h.pusher.DeliveredBefore(next.arrived), []string{"o4 line"}); len(m) > 0 {
 		t.Errorf("after the outage %q were not pushed before /next", m)
 	}
 
@@ -300,16 +301,16 @@ func TestShutdownDrain(t *testing.T) {
 	const deadline = time.Second
 	tests := []struct {
 		name string
-		mode pushMode
+		mode lokitest.Answer
 		// summary is a text the shutdown summary must hold; lost says
 		// whether it counts lines lost.
 		summary string
 		lost    bool
 	}{
-		{"Loki working: all pushed, the late batch too", pushOK, `msg="shut down"`, false},
-		{"Loki refusing connections: returns in time, counts the lost", pushDown, "lost=4", true},
-		{"Loki hanging: returns in time, counts the lost", pushHang, "lost=4", true},
-		{"Loki rejecting: nothing left to lose", pushReject, "rejected=4", false},
+		{"Loki working: all pushed, the late batch too", lokitest.Deliver, `msg="shut down"`, false},
+		{"Loki refusing connections: returns in time, counts the lost", lokitest.Down, "lost=4", true},
+		{"Loki hanging: returns in time, counts the lost", lokitest.Hang, "lost=4", true},
+		{"Loki rejecting: nothing left to lose", lokitest.Reject, "rejected=4", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,7 +321,7 @@ func TestShutdownDrain(t *testing.T) {
 				// go quiet.
 				c.Buffering.TimeoutMs = 500
 			})
-			h.pusher.set(tt.mode)
+			h.pusher.Answer(tt.mode)
 			// Lines of the init, before the first /next: no window pushes
 			// them, only the drain.
 			h.post(t, functionLine("init 1"), functionLine("init 2"), functionLine("init 3"))
@@ -337,10 +338,10 @@ func TestShutdownDrain(t *testing.T) {
 				t.Errorf("run returned %d, want 0", code)
 			}
 			all := []string{"init 1", "init 2", "init 3", "late"}
-			switch got := h.pusher.delivered(); {
-			case tt.mode == pushOK && len(missing(got, all)) > 0:
+			switch got := h.pusher.Delivered(); {
+			case tt.mode == lokitest.Deliver && len(missing(got, all)) > 0:
 				t.Errorf("lines %q not pushed (pushed %q)", missing(got, all), got)
-			case tt.mode != pushOK && len(got) > 0:
+			case tt.mode != lokitest.Deliver && len(got) > 0:
 				t.Errorf("delivered %q with Loki %v", got, tt.mode)
 			}
 			log := h.log.String()
@@ -376,20 +377,19 @@ func TestShutdownDrainWaitsOutLokisPause(t *testing.T) {
 			h := startExtension(t, http.StatusOK, func(c *config.Config) {
 				c.Loki.RequestTimeout = loki.DefaultRequestTimeout
 			})
-			h.pusher.mu.Lock()
-			h.pusher.mode, h.pusher.retryAfter = pushDown, tt.pause
-			h.pusher.mu.Unlock()
+			h.pusher.Answer(lokitest.Down)
+			h.pusher.RetryAfter(tt.pause)
 			// A window finds Loki answering 429: the outage begins.
 			h.api.queue(invokeEvent("r1", 10*time.Second))
 			h.api.awaitCall(t, 1, true)
 			h.post(t, invocation("r1", "success", "r1 line")...)
 			h.api.awaitCall(t, 2, false)
-			calls := h.pusher.calls()
+			calls := h.pusher.Pushes()
 			if len(calls) == 0 {
 				t.Fatal("the window made no push")
 			}
-			refused := calls[len(calls)-1].at
-			h.pusher.set(pushOK)
+			refused := calls[len(calls)-1].At
+			h.pusher.Answer(lokitest.Deliver)
 
 			sd := shutdownEvent("spindown", deadline)
 			h.api.queue(sd)
@@ -400,14 +400,14 @@ func TestShutdownDrainWaitsOutLokisPause(t *testing.T) {
 				t.Errorf("returned %s after the SHUTDOWN deadline", returned.Sub(sd.Deadline()))
 			}
 			var pushed time.Time
-			for _, c := range h.pusher.calls() {
-				if c.mode == pushOK && slices.Contains(c.lines, "r1 line") {
-					pushed = c.at
+			for _, c := range h.pusher.Pushes() {
+				if c.Answer == lokitest.Deliver && slices.Contains(c.Lines, "r1 line") {
+					pushed = c.At
 				}
 			}
 			switch {
 			case pushed.IsZero():
-				t.Fatalf("the drain did not deliver the line (pushes %+v)", h.pusher.calls())
+				t.Fatalf("the drain did not deliver the line (pushes %+v)", h.pusher.Pushes())
 			case tt.waits && pushed.Sub(refused) < tt.pause:
 				t.Errorf("pushed %s after Loki asked for a pause of %s", pushed.Sub(refused), tt.pause)
 			}
@@ -464,7 +464,7 @@ func TestNextFailuresInTheRunningLoop(t *testing.T) {
 				if len(reported) > 0 {
 					t.Errorf("reported %+v, want nothing", reported)
 				}
-				if m := missing(h.pusher.delivered(), want); len(m) > 0 {
+				if m := missing(h.pusher.Delivered(), want); len(m) > 0 {
 					t.Errorf("lines %q never pushed", m)
 				}
 				return
@@ -472,7 +472,7 @@ func TestNextFailuresInTheRunningLoop(t *testing.T) {
 			if len(reported) != 1 || reported[0].op != "exit/error" || reported[0].errorType != "Extension.NextFailed" {
 				t.Fatalf("reported %+v, want one exit/error Extension.NextFailed", reported)
 			}
-			if m := missing(h.pusher.deliveredBefore(reported[0].at), want); len(m) > 0 {
+			if m := missing(h.pusher.DeliveredBefore(reported[0].at), want); len(m) > 0 {
 				t.Errorf("lines %q not pushed before exit/error", m)
 			}
 			if !strings.Contains(h.log.String(), `reason="next failed"`) {
@@ -562,7 +562,7 @@ func TestUnwritableSpillDirectoryTurnsTheSpillOff(t *testing.T) {
 	h.api.awaitCall(t, 1, true)
 	h.post(t, invocation("s1", "success", "s1 line")...)
 	next := h.api.awaitCall(t, 2, false)
-	if m := missing(h.pusher.deliveredBefore(next.arrived), []string{"s1 line"}); len(m) > 0 {
+	if m := missing(h.pusher.DeliveredBefore(next.arrived), []string{"s1 line"}); len(m) > 0 {
 		t.Fatalf("without a spill file, %q were not pushed", m)
 	}
 	h.api.queue(shutdownEvent("spindown", 2*time.Second))
@@ -624,14 +624,14 @@ func TestTimedModesPushOnTheTimer(t *testing.T) {
 			posted := time.Now()
 			h.post(t, invocation("p1", "success", "p1 first", "p1 second")...)
 			eventually(t, "the lines pushed by the timer", func() bool {
-				return len(missing(h.pusher.delivered(), []string{"p1 first", "p1 second"})) == 0
+				return len(missing(h.pusher.Delivered(), []string{"p1 first", "p1 second"})) == 0
 			})
-			for _, c := range h.pusher.calls() {
-				if c.bounded {
+			for _, c := range h.pusher.Pushes() {
+				if c.Bounded {
 					t.Errorf("a bounded push (a window or the drain) before SHUTDOWN: %+v", c)
 				}
-				if c.mode == pushOK && c.at.Sub(posted) > interval+time.Second {
-					t.Errorf("lines pushed %s after they arrived, want within about %s", c.at.Sub(posted), interval)
+				if c.Answer == lokitest.Deliver && c.At.Sub(posted) > interval+time.Second {
+					t.Errorf("lines pushed %s after they arrived, want within about %s", c.At.Sub(posted), interval)
 				}
 			}
 			if n := len(h.api.nextCalls()); n != calls {

@@ -1,14 +1,15 @@
-package telemetryApi
+package outbox
 
 import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
 	"github.com/lambda-loki/grafana-loki-extension/loki"
-	"github.com/lambda-loki/grafana-loki-extension/spill"
+	"github.com/lambda-loki/grafana-loki-extension/outbox/spill"
 )
 
 func spillFor(t *testing.T, maxBytes int64) *spill.Spill {
@@ -35,19 +36,19 @@ func TestQueueSpillsInsteadOfDropping(t *testing.T) {
 		q.Put(batch)
 	}
 	dropped, _, spilled := q.TakeDropped()
-	if dropped != 0 || spilled == 0 || q.Len() != 100 || q.Spilled() != spilled || q.Bytes() <= 0 {
-		t.Fatalf("dropped %d, spilled %d, len %d, in the spill %d", dropped, spilled, q.Len(), q.Spilled())
+	if dropped != 0 || spilled == 0 || q.Len() != 100 || q.inSpill() != spilled || q.Bytes() <= 0 {
+		t.Fatalf("dropped %d, spilled %d, len %d, in the spill %d", dropped, spilled, q.Len(), q.inSpill())
 	}
 	// A push takes the oldest 5 and fails: they go back first.
-	taken := q.Take(5)
+	taken := q.take(5)
 	q.Requeue(taken)
 	var got []string
 	for q.Len() > 0 {
-		for _, e := range q.Take(7) {
+		for _, e := range q.take(7) {
 			got = append(got, e.Line)
 		}
 	}
-	if !equal(got, want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("order:\n%v\nwant\n%v", got, want)
 	}
 	if d, _, _ := q.TakeDropped(); d != 0 || q.Bytes() != 0 {
@@ -90,7 +91,7 @@ func TestQueueCloseCountsAndRemovesTheSpill(t *testing.T) {
 	}
 	q := NewQueue(1000, 10*loki.Entry{Line: "a00"}.Size(), sp)
 	q.Put(lines("a", 50))
-	if q.Spilled() == 0 {
+	if q.inSpill() == 0 {
 		t.Fatal("nothing spilled")
 	}
 	if left := q.Close(); left != 50 {

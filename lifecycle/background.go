@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"context"
@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
+	"github.com/lambda-loki/grafana-loki-extension/outbox"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
 )
 
-// flusherConfig is what the background flusher needs of the settings.
-type flusherConfig struct {
+// backgroundConfig is what the background background needs of the settings.
+type backgroundConfig struct {
 	mode config.FlushMode
 	// timed is true when pushes go on a timer (periodic mode, Managed
 	// Instances), every interval; interval is also adaptive mode's
@@ -24,12 +25,12 @@ type flusherConfig struct {
 	awaitRuntimeDone bool
 }
 
-// runtimeDoneWaiter is the listener, as far as the flusher uses it.
+// runtimeDoneWaiter is the listener, as far as the background uses it.
 type runtimeDoneWaiter interface {
 	WaitRuntimeDone(ctx context.Context, requestID string) (telemetryApi.RuntimeDone, error)
 }
 
-// flusher pushes in the background: for the flush strategies that do not
+// background pushes in the background: for the flush strategies that do not
 // push between runtimeDone and /next (periodic, adaptive while invocations
 // come quickly, and Managed Instances, which have no INVOKE events at all),
 // and in every mode for the attempts of an outage and for backlogs.
@@ -52,12 +53,12 @@ type runtimeDoneWaiter interface {
 // end mode: the push before /next; an outage: the attempt that came due
 // while frozen; and SHUTDOWN drains). Loki ignores exact duplicates, so a
 // push that reached Loki before the freeze costs nothing twice.
-type flusher struct {
-	cfg         flusherConfig
-	dispatcher  *telemetryApi.Dispatcher
+type background struct {
+	cfg         backgroundConfig
+	dispatcher  *outbox.Dispatcher
 	runtimeDone runtimeDoneWaiter
 	backlog     <-chan struct{} // a full request's worth is queued
-	report      func(window string, rep telemetryApi.FlushReport)
+	report      func(window string, rep outbox.Report)
 	log         *logrus.Logger
 
 	kickc  chan struct{}
@@ -73,13 +74,13 @@ type flusher struct {
 	unawaited, awaited string
 }
 
-func newFlusher(cfg flusherConfig, d *telemetryApi.Dispatcher, rd runtimeDoneWaiter, backlog <-chan struct{},
-	report func(string, telemetryApi.FlushReport), log *logrus.Logger) *flusher {
-	return &flusher{cfg: cfg, dispatcher: d, runtimeDone: rd, backlog: backlog, report: report, log: log, kickc: make(chan struct{}, 1)}
+func newBackground(cfg backgroundConfig, d *outbox.Dispatcher, rd runtimeDoneWaiter, backlog <-chan struct{},
+	report func(string, outbox.Report), log *logrus.Logger) *background {
+	return &background{cfg: cfg, dispatcher: d, runtimeDone: rd, backlog: backlog, report: report, log: log, kickc: make(chan struct{}, 1)}
 }
 
 // start runs the background loop.
-func (f *flusher) start(ctx context.Context) {
+func (f *background) start(ctx context.Context) {
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.done = make(chan struct{})
 	go f.loop(ctx)
@@ -90,7 +91,7 @@ func (f *flusher) start(ctx context.Context) {
 // /next. Timed modes always push in the background. Adaptive mode does while
 // invocations arrive less than its interval apart, and falls back to pushing
 // before /next when traffic slows.
-func (f *flusher) invoked(requestID string) (background bool) {
+func (f *background) invoked(requestID string) (background bool) {
 	if f.cfg.timed {
 		return true
 	}
@@ -119,7 +120,7 @@ func (f *flusher) invoked(requestID string) (background bool) {
 
 // takeAwaited returns, once, the request whose runtimeDone the background
 // push should wait for.
-func (f *flusher) takeAwaited() string {
+func (f *background) takeAwaited() string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	id := f.awaited
@@ -128,7 +129,7 @@ func (f *flusher) takeAwaited() string {
 }
 
 // kick asks the background loop to push now; it never blocks.
-func (f *flusher) kick() {
+func (f *background) kick() {
 	select {
 	case f.kickc <- struct{}{}:
 	default:
@@ -136,7 +137,7 @@ func (f *flusher) kick() {
 }
 
 // stop ends the background loop and waits for a push in progress to give up.
-func (f *flusher) stop() {
+func (f *background) stop() {
 	if f.cancel == nil {
 		return
 	}
@@ -144,7 +145,7 @@ func (f *flusher) stop() {
 	<-f.done
 }
 
-func (f *flusher) loop(ctx context.Context) {
+func (f *background) loop(ctx context.Context) {
 	defer close(f.done)
 	var tick <-chan time.Time
 	if f.cfg.timed {
@@ -163,14 +164,14 @@ func (f *flusher) loop(ctx context.Context) {
 			attempt.Reset(time.Until(at))
 			attemptC = attempt.C
 		}
-		kind := telemetryApi.FlushTick
+		kind := outbox.OnTimer
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.dispatcher.OutageBegan():
 			continue // time the first attempt
 		case <-attemptC:
-			kind = telemetryApi.FlushRetry
+			kind = outbox.OutageAttempt
 		case <-tick:
 		case <-f.kickc:
 			if id := f.takeAwaited(); id != "" && f.cfg.awaitRuntimeDone && !f.dispatcher.Outage() {
@@ -179,12 +180,12 @@ func (f *flusher) loop(ctx context.Context) {
 		case <-f.backlog:
 			// A backlog goes out whatever DISPATCH_MIN_BATCH_SIZE says:
 			// waiting for the batch would let the queue's bound drop lines.
-			kind = telemetryApi.FlushBacklog
+			kind = outbox.Backlog
 		}
 		attempt.Stop()
 		// Not cut by a deadline: the dispatcher stops starting requests
 		// after its budget, and stop() ends one in flight.
-		f.report("background", f.dispatcher.Flush(ctx, kind))
+		f.report("background", f.dispatcher.Push(ctx, kind))
 	}
 }
 
@@ -193,7 +194,7 @@ func (f *flusher) loop(ctx context.Context) {
 // line of that invocation is queued. Past the budget (the sandbox was frozen
 // meanwhile, or the event was lost) the push goes ahead with what is queued;
 // the rest follows in a later window.
-func (f *flusher) awaitRuntimeDone(ctx context.Context, requestID string) {
+func (f *background) awaitRuntimeDone(ctx context.Context, requestID string) {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.budget)
 	defer cancel()
 	if _, err := f.runtimeDone.WaitRuntimeDone(ctx, requestID); err != nil {

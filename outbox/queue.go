@@ -1,4 +1,4 @@
-package telemetryApi
+package outbox
 
 import (
 	"math"
@@ -7,7 +7,7 @@ import (
 
 	"github.com/golang-collections/go-datastructures/queue"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
-	"github.com/lambda-loki/grafana-loki-extension/spill"
+	"github.com/lambda-loki/grafana-loki-extension/outbox/spill"
 )
 
 // Queue holds log entries between the listener and the dispatcher. What it
@@ -102,8 +102,8 @@ func (q *Queue) Requeue(entries []loki.Entry) {
 	q.enforceBounds()
 }
 
-// Take removes and returns up to max of the oldest entries; it never blocks.
-func (q *Queue) Take(max int) []loki.Entry {
+// take removes and returns up to max of the oldest entries; it never blocks.
+func (q *Queue) take(max int) []loki.Entry {
 	return q.TakeUpTo(max, math.MaxInt)
 }
 
@@ -180,8 +180,8 @@ func (q *Queue) Bytes() int {
 	return q.bytes
 }
 
-// Spilled is the number of entries waiting in the spill file.
-func (q *Queue) Spilled() int {
+// inSpill is the number of entries waiting in the spill file.
+func (q *Queue) inSpill() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.spilledLen()

@@ -1,51 +1,29 @@
-package telemetryApi
+package outbox
 
 import (
-	"strconv"
+	"slices"
 	"testing"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
 
-func lines(prefix string, n int) []loki.Entry {
-	out := make([]loki.Entry, n)
-	for i := range out {
-		out[i] = loki.Entry{Line: prefix + strconv.Itoa(i)}
-	}
-	return out
-}
-
-func texts(entries []loki.Entry) []string {
-	out := make([]string, len(entries))
-	for i, e := range entries {
-		out[i] = e.Line
-	}
-	return out
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
+var (
+	lines = lokitest.Numbered
+	texts = lokitest.Lines
+)
 
 func TestQueueKeepsOrderAcrossBatchesAndPartialTakes(t *testing.T) {
 	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("a", 3))
 	q.Put(lines("b", 2))
-	if got := texts(q.Take(2)); !equal(got, []string{"a0", "a1"}) {
+	if got := texts(q.take(2)); !slices.Equal(got, []string{"a0", "a1"}) {
 		t.Fatalf("first take %v", got)
 	}
-	if got := texts(q.Take(10)); !equal(got, []string{"a2", "b0", "b1"}) {
+	if got := texts(q.take(10)); !slices.Equal(got, []string{"a2", "b0", "b1"}) {
 		t.Fatalf("second take %v", got)
 	}
-	if q.Len() != 0 || q.Bytes() != 0 || q.Take(1) != nil {
+	if q.Len() != 0 || q.Bytes() != 0 || q.take(1) != nil {
 		t.Fatalf("queue not empty: %d entries, %d bytes", q.Len(), q.Bytes())
 	}
 }
@@ -54,7 +32,7 @@ func TestQueueRequeueGoesFirst(t *testing.T) {
 	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("new", 2))
 	q.Requeue(lines("old", 2))
-	if got := texts(q.Take(10)); !equal(got, []string{"old0", "old1", "new0", "new1"}) {
+	if got := texts(q.take(10)); !slices.Equal(got, []string{"old0", "old1", "new0", "new1"}) {
 		t.Fatalf("got %v", got)
 	}
 }
@@ -80,7 +58,7 @@ func TestQueueBoundsDropOldestAndCount(t *testing.T) {
 			if q.Len() != tt.wantLen || dropped != tt.wantDropped || droppedBytes != tt.wantDropped*one {
 				t.Fatalf("len %d dropped %d (%d bytes)", q.Len(), dropped, droppedBytes)
 			}
-			if got := q.Take(1); got[0].Line != tt.wantFirst {
+			if got := q.take(1); got[0].Line != tt.wantFirst {
 				t.Fatalf("oldest left is %q, want %q", got[0].Line, tt.wantFirst)
 			}
 			if d, _, _ := q.TakeDropped(); d != 0 {
@@ -94,7 +72,7 @@ func TestQueueRequeueBeyondBoundDropsTheRequeued(t *testing.T) {
 	q := NewQueue(3, 1<<20, nil)
 	q.Put(lines("new", 2))
 	q.Requeue(lines("old", 2))
-	if got := texts(q.Take(10)); !equal(got, []string{"old1", "new0", "new1"}) {
+	if got := texts(q.take(10)); !slices.Equal(got, []string{"old1", "new0", "new1"}) {
 		t.Fatalf("got %v", got)
 	}
 }

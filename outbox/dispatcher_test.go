@@ -1,70 +1,63 @@
-package telemetryApi
+package outbox
 
 import (
 	"context"
-	"errors"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
 
-// fakePusher delivers, rejects or leaves undelivered the entries of each
-// push as told, and remembers what it got.
-type fakePusher struct {
-	pushed      [][]string
-	undelivered int // entries at the end of each push returned as undelivered
-	rejected    int
-	// unavailable says undelivered entries were left because Loki failed;
-	// retryAfter is the pause it asked for.
-	unavailable bool
-	retryAfter  time.Duration
-	// until is the retry bound of the last push.
-	until time.Time
+// newPusher returns a fake Loki whose pushes each leave their last
+// undelivered entries undelivered and reject the rejected before them.
+func newPusher(undelivered, rejected int) *lokitest.Pusher {
+	p := &lokitest.Pusher{}
+	p.Partial(undelivered, rejected)
+	return p
 }
 
-func (p *fakePusher) PushRetrying(_ context.Context, entries []loki.Entry, until time.Time) loki.Result {
-	p.pushed = append(p.pushed, texts(entries))
-	p.until = until
-	n := len(entries)
-	res := loki.Result{Requests: 1}
-	und := min(p.undelivered, n)
-	rej := min(p.rejected, n-und)
-	res.Undelivered = entries[n-und:]
-	res.Rejected = rej
-	res.Delivered = n - und - rej
-	if und > 0 || rej > 0 {
-		res.Err = errors.New("loki said no")
-	}
-	if und > 0 {
-		res.Unavailable, res.RetryAfter = p.unavailable, p.retryAfter
-	}
-	return res
+// downPusher returns a fake Loki that is away: every push fails at once.
+func downPusher() *lokitest.Pusher {
+	p := &lokitest.Pusher{}
+	p.Answer(lokitest.Down)
+	return p
 }
 
-func TestDispatcherFlush(t *testing.T) {
+// lastUntil is the retry bound the last push was given.
+func lastUntil(p *lokitest.Pusher) time.Time {
+	pushes := p.Pushes()
+	if len(pushes) == 0 {
+		return time.Time{}
+	}
+	return pushes[len(pushes)-1].Until
+}
+
+func TestDispatcherPush(t *testing.T) {
 	tests := []struct {
 		name          string
 		queued        int
 		minBatch      int
-		kind          FlushKind
-		pusher        fakePusher
+		kind          Occasion
+		undelivered   int
+		rejected      int
 		wantPushes    int
 		wantDelivered int
 		wantRemaining int
 		wantSkipped   bool
 		heldLong      bool // the lines were written longer than maxHold ago
 	}{
-		{"below the minimum batch waits", 3, 10, FlushWindow, fakePusher{}, 0, 0, 3, true, false},
-		{"at the minimum batch pushes", 10, 10, FlushWindow, fakePusher{}, 1, 10, 0, false, false},
-		{"a drain (SHUTDOWN) pushes whatever is there", 3, 10, FlushDrain, fakePusher{}, 1, 3, 0, false, false},
-		{"a backlog pushes whatever the minimum batch", 3, 10, FlushBacklog, fakePusher{}, 1, 3, 0, false, false},
-		{"undelivered go back to the queue", 5, 1, FlushWindow, fakePusher{undelivered: 2}, 1, 3, 2, false, false},
-		{"rejected are counted, not requeued", 5, 1, FlushWindow, fakePusher{rejected: 2}, 1, 3, 0, false, false},
-		{"more than one take", takeSize + 5, 1, FlushWindow, fakePusher{}, 2, takeSize + 5, 0, false, false},
-		{"empty queue", 0, 1, FlushDrain, fakePusher{}, 0, 0, 0, false, false},
+		{"below the minimum batch waits", 3, 10, BeforeNext, 0, 0, 0, 0, 3, true, false},
+		{"at the minimum batch pushes", 10, 10, BeforeNext, 0, 0, 1, 10, 0, false, false},
+		{"a drain (SHUTDOWN) pushes whatever is there", 3, 10, Shutdown, 0, 0, 1, 3, 0, false, false},
+		{"a backlog pushes whatever the minimum batch", 3, 10, Backlog, 0, 0, 1, 3, 0, false, false},
+		{"undelivered go back to the queue", 5, 1, BeforeNext, 2, 0, 1, 3, 2, false, false},
+		{"rejected are counted, not requeued", 5, 1, BeforeNext, 0, 2, 1, 3, 0, false, false},
+		{"more than one take", takeSize + 5, 1, BeforeNext, 0, 0, 2, takeSize + 5, 0, false, false},
+		{"empty queue", 0, 1, Shutdown, 0, 0, 0, 0, 0, false, false},
 		// Loki refuses lines about an hour older than its stream's newest.
-		{"below the minimum batch but held past maxHold pushes", 3, 10, FlushWindow, fakePusher{}, 1, 3, 0, false, true},
+		{"below the minimum batch but held past maxHold pushes", 3, 10, BeforeNext, 0, 0, 1, 3, 0, false, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -76,12 +69,13 @@ func TestDispatcherFlush(t *testing.T) {
 				}
 			}
 			q.Put(entries)
-			d := NewDispatcher(q, &tt.pusher, DispatcherConfig{MinBatch: tt.minBatch})
-			rep := d.Flush(t.Context(), tt.kind)
-			if len(tt.pusher.pushed) != tt.wantPushes || rep.Delivered != tt.wantDelivered || rep.Remaining != tt.wantRemaining || rep.Skipped != tt.wantSkipped {
-				t.Fatalf("pushes %d, report %+v", len(tt.pusher.pushed), rep)
+			p := newPusher(tt.undelivered, tt.rejected)
+			d := NewDispatcher(q, p, DispatcherConfig{MinBatch: tt.minBatch})
+			rep := d.Push(t.Context(), tt.kind)
+			if len(p.Pushes()) != tt.wantPushes || rep.Delivered != tt.wantDelivered || rep.Remaining != tt.wantRemaining || rep.Skipped != tt.wantSkipped {
+				t.Fatalf("pushes %d, report %+v", len(p.Pushes()), rep)
 			}
-			if rep.Rejected != tt.pusher.rejected && tt.queued > 0 && !tt.wantSkipped {
+			if rep.Rejected != tt.rejected && tt.queued > 0 && !tt.wantSkipped {
 				t.Fatalf("rejected %d", rep.Rejected)
 			}
 			if !rep.Skipped && rep.Requeued != rep.Remaining {
@@ -97,13 +91,13 @@ func TestDispatcherFlush(t *testing.T) {
 func TestDispatcherRequeuedGoFirstNextTime(t *testing.T) {
 	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("a", 3))
-	p := &fakePusher{undelivered: 2}
+	p := newPusher(2, 0)
 	d := NewDispatcher(q, p, DispatcherConfig{})
-	d.Flush(t.Context(), FlushWindow)
+	d.Push(t.Context(), BeforeNext)
 	q.Put(lines("b", 1))
-	p.undelivered = 0
-	d.Flush(t.Context(), FlushWindow)
-	if got := p.pushed[1]; !equal(got, []string{"a1", "a2", "b0"}) {
+	p.Partial(0, 0)
+	d.Push(t.Context(), BeforeNext)
+	if got := p.Pushes()[1].Lines; !slices.Equal(got, []string{"a1", "a2", "b0"}) {
 		t.Fatalf("second push %v", got)
 	}
 }
@@ -111,12 +105,12 @@ func TestDispatcherRequeuedGoFirstNextTime(t *testing.T) {
 func TestDispatcherStopsWhenContextEnds(t *testing.T) {
 	q := NewQueue(100, 1<<20, nil)
 	q.Put(lines("a", 3))
-	p := &fakePusher{}
+	p := &lokitest.Pusher{}
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	rep := NewDispatcher(q, p, DispatcherConfig{}).Flush(ctx, FlushDrain)
-	if len(p.pushed) != 0 || rep.Remaining != 3 {
-		t.Fatalf("pushed %d, remaining %d", len(p.pushed), rep.Remaining)
+	rep := NewDispatcher(q, p, DispatcherConfig{}).Push(ctx, Shutdown)
+	if len(p.Pushes()) != 0 || rep.Remaining != 3 {
+		t.Fatalf("pushed %d, remaining %d", len(p.Pushes()), rep.Remaining)
 	}
 }
 
@@ -126,11 +120,11 @@ func TestDispatcherStopsWhenContextEnds(t *testing.T) {
 // answer lets them push what waited, and windows resume once it is out.
 func TestDispatcherOutage(t *testing.T) {
 	q := NewQueue(100_000, 1<<30, nil)
-	p := &fakePusher{undelivered: 1 << 30, unavailable: true}
+	p := downPusher()
 	d := NewDispatcher(q, p, DispatcherConfig{RetryMin: 40 * time.Millisecond, RetryMax: 100 * time.Millisecond, CatchUpBytes: 10 * loki.Entry{Line: "a0"}.Size()})
 	q.Put(lines("a", 5))
 
-	rep := d.Flush(t.Context(), FlushWindow)
+	rep := d.Push(t.Context(), BeforeNext)
 	if !rep.OutageBegan || !rep.Outage || rep.Requeued != 5 || !d.Outage() {
 		t.Fatalf("the failing window did not begin an outage: %+v", rep)
 	}
@@ -144,13 +138,13 @@ func TestDispatcherOutage(t *testing.T) {
 		t.Fatalf("first attempt in %s, want the shortest backoff (20–40 ms)", wait)
 	}
 	q.Put(lines("b", 20))
-	for _, kind := range []FlushKind{FlushWindow, FlushBacklog, FlushRetry} {
-		if rep := d.Flush(t.Context(), kind); !rep.Skipped || rep.Requests != 0 {
+	for _, kind := range []Occasion{BeforeNext, Backlog, OutageAttempt} {
+		if rep := d.Push(t.Context(), kind); !rep.Skipped || rep.Requests != 0 {
 			t.Fatalf("kind %d pushed during the outage before the attempt was due: %+v", kind, rep)
 		}
 	}
-	if len(p.pushed) != 1 {
-		t.Fatalf("%d pushes", len(p.pushed))
+	if n := len(p.Pushes()); n != 1 {
+		t.Fatalf("%d pushes", n)
 	}
 
 	// Attempts fail; the backoff grows up to its cap.
@@ -159,7 +153,7 @@ func TestDispatcherOutage(t *testing.T) {
 		at, _ := d.NextAttempt()
 		time.Sleep(time.Until(at))
 		start := time.Now()
-		if rep := d.Flush(t.Context(), FlushRetry); rep.Skipped || rep.OutageBegan || rep.Requests != 1 {
+		if rep := d.Push(t.Context(), OutageAttempt); rep.Skipped || rep.OutageBegan || rep.Requests != 1 {
 			t.Fatalf("attempt: %+v", rep)
 		}
 		next, _ := d.NextAttempt()
@@ -172,10 +166,10 @@ func TestDispatcherOutage(t *testing.T) {
 	}
 
 	// Loki asks for a pause longer than the backoff: it is honoured.
-	p.retryAfter = 300 * time.Millisecond
+	p.RetryAfter(300 * time.Millisecond)
 	at, _ := d.NextAttempt()
 	time.Sleep(time.Until(at))
-	d.Flush(t.Context(), FlushRetry)
+	d.Push(t.Context(), OutageAttempt)
 	if next, _ := d.NextAttempt(); time.Until(next) < 250*time.Millisecond {
 		t.Fatalf("next attempt in %s despite Retry-After of 300 ms", time.Until(next))
 	}
@@ -184,10 +178,10 @@ func TestDispatcherOutage(t *testing.T) {
 	}
 
 	// Loki is back: the attempt pushes what waited, and the outage ends.
-	p.undelivered, p.retryAfter = 0, 0
+	p.Answer(lokitest.Deliver)
 	at, _ = d.NextAttempt()
 	time.Sleep(time.Until(at))
-	rep = d.Flush(t.Context(), FlushRetry)
+	rep = d.Push(t.Context(), OutageAttempt)
 	if !rep.OutageEnded || rep.Outage || rep.Delivered != 25 || rep.Remaining != 0 || d.Outage() {
 		t.Fatalf("the outage did not end with what waited delivered: %+v", rep)
 	}
@@ -198,7 +192,7 @@ func TestDispatcherOutage(t *testing.T) {
 		t.Fatalf("still paused until %s after Loki answered", paused)
 	}
 	q.Put(lines("c", 1))
-	if rep := d.Flush(t.Context(), FlushWindow); rep.Skipped || rep.Delivered != 1 {
+	if rep := d.Push(t.Context(), BeforeNext); rep.Skipped || rep.Delivered != 1 {
 		t.Fatalf("windows did not resume: %+v", rep)
 	}
 }
@@ -208,25 +202,25 @@ func TestDispatcherOutage(t *testing.T) {
 // pushed before /next, in billed time.
 func TestDispatcherCatchesUpInTheBackground(t *testing.T) {
 	q := NewQueue(1_000_000, 1<<30, nil)
-	p := &fakePusher{undelivered: 1 << 30, unavailable: true}
+	p := downPusher()
 	d := NewDispatcher(q, p, DispatcherConfig{RetryMin: time.Millisecond, RetryMax: time.Millisecond})
 	q.Put(lines("a", 3*takeSize))
-	d.Flush(t.Context(), FlushWindow)
-	p.undelivered = 0
+	d.Push(t.Context(), BeforeNext)
+	p.Answer(lokitest.Deliver)
 	time.Sleep(2 * time.Millisecond)
 	ctx, cancel := context.WithCancel(t.Context())
 	pushes := 0
 	p2 := &countingPusher{Pusher: p, after: 1, cancel: cancel, n: &pushes}
 	d.pusher = p2
-	rep := d.Flush(ctx, FlushRetry) // the budget ends after one request of several
+	rep := d.Push(ctx, OutageAttempt) // the budget ends after one request of several
 	if rep.OutageEnded || !d.Outage() || rep.Delivered == 0 || rep.Remaining == 0 {
 		t.Fatalf("after one request: %+v", rep)
 	}
-	if rep := d.Flush(t.Context(), FlushWindow); !rep.Skipped {
+	if rep := d.Push(t.Context(), BeforeNext); !rep.Skipped {
 		t.Fatalf("a window pushed the backlog: %+v", rep)
 	}
 	d.pusher = p
-	if rep := d.Flush(t.Context(), FlushRetry); !rep.OutageEnded || rep.Remaining != 0 {
+	if rep := d.Push(t.Context(), OutageAttempt); !rep.OutageEnded || rep.Remaining != 0 {
 		t.Fatalf("catching up: %+v", rep)
 	}
 }
@@ -251,12 +245,13 @@ func (c *countingPusher) PushRetrying(ctx context.Context, entries []loki.Entry,
 // refusing for good) ends the outage too.
 func TestDispatcherDrainAndRejectionDuringAnOutage(t *testing.T) {
 	q := NewQueue(1000, 1<<20, nil)
-	p := &fakePusher{undelivered: 1 << 30, unavailable: true}
+	p := downPusher()
 	d := NewDispatcher(q, p, DispatcherConfig{RetryMin: time.Hour})
 	q.Put(lines("a", 3))
-	d.Flush(t.Context(), FlushWindow)
-	p.undelivered, p.rejected = 0, 1
-	rep := d.Flush(t.Context(), FlushDrain)
+	d.Push(t.Context(), BeforeNext)
+	p.Answer(lokitest.Deliver)
+	p.Partial(0, 1)
+	rep := d.Push(t.Context(), Shutdown)
 	if rep.Delivered != 2 || rep.Rejected != 1 || !rep.OutageEnded || d.Outage() {
 		t.Fatalf("%+v", rep)
 	}
@@ -267,33 +262,33 @@ func TestDispatcherDrainAndRejectionDuringAnOutage(t *testing.T) {
 func TestDispatcherBoundsRetries(t *testing.T) {
 	const budget = 700 * time.Millisecond
 	tests := []struct {
-		kind      FlushKind
+		kind      Occasion
 		outage    bool
 		wantUntil func(start time.Time) (lo, hi time.Time)
 	}{
-		{FlushWindow, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
-		{FlushDrain, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
-		{FlushTick, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
-		{FlushBacklog, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
-		{FlushRetry, true, func(s time.Time) (time.Time, time.Time) { return s, s.Add(50 * time.Millisecond) }},
+		{BeforeNext, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
+		{Shutdown, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
+		{OnTimer, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
+		{Backlog, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
+		{OutageAttempt, true, func(s time.Time) (time.Time, time.Time) { return s, s.Add(50 * time.Millisecond) }},
 	}
 	for _, tt := range tests {
 		q := NewQueue(100, 1<<20, nil)
-		p := &fakePusher{}
+		p := &lokitest.Pusher{}
 		d := NewDispatcher(q, p, DispatcherConfig{Budget: budget, RetryMin: time.Millisecond, RetryMax: time.Millisecond})
 		if tt.outage {
 			q.Put(lines("a", 1))
-			p.undelivered, p.unavailable = 1, true
-			d.Flush(t.Context(), FlushWindow)
-			p.undelivered = 0
+			p.Answer(lokitest.Down)
+			d.Push(t.Context(), BeforeNext)
+			p.Answer(lokitest.Deliver)
 			time.Sleep(2 * time.Millisecond)
 		}
 		q.Put(lines("b", 1))
 		start := time.Now()
-		d.Flush(t.Context(), tt.kind)
+		d.Push(t.Context(), tt.kind)
 		lo, hi := tt.wantUntil(start)
-		if p.until.Before(lo) || p.until.After(hi) || lo.IsZero() != p.until.IsZero() {
-			t.Errorf("kind %d: retries until %v, want between %v and %v", tt.kind, p.until, lo, hi)
+		if until := lastUntil(p); until.Before(lo) || until.After(hi) || lo.IsZero() != until.IsZero() {
+			t.Errorf("kind %d: retries until %v, want between %v and %v", tt.kind, until, lo, hi)
 		}
 	}
 }

@@ -1,13 +1,13 @@
-package telemetryApi
+package outbox
 
 import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 )
 
@@ -42,7 +42,7 @@ func TestQueueTakeUpToBoundsBytesButTakesAtLeastOne(t *testing.T) {
 				t.Fatalf("took %d (want %d); left %d entries, %d bytes (want %d bytes)", len(got), tt.want, q.Len(), q.Bytes(), tt.wantBytesIn)
 			}
 			// The rest comes out in order, and the accounting ends at zero.
-			rest := q.Take(1000)
+			rest := q.take(1000)
 			if len(rest) != total-tt.want || q.Len() != 0 || q.Bytes() != 0 {
 				t.Fatalf("rest %d, left %d entries, %d bytes", len(rest), q.Len(), q.Bytes())
 			}
@@ -70,47 +70,36 @@ func TestQueueBacklogSignal(t *testing.T) {
 	if !signalled() || signalled() {
 		t.Fatal("want exactly one pending signal once the threshold is reached")
 	}
-	q.Take(100)
+	q.take(100)
 	q.Put(lines("d", 1))
 	if signalled() {
 		t.Fatal("signalled after the queue was emptied")
 	}
 }
 
-// blockingPusher holds its pushes until released.
-type blockingPusher struct {
-	once             sync.Once
-	started, release chan struct{}
-}
-
-func (p *blockingPusher) PushRetrying(_ context.Context, entries []loki.Entry, _ time.Time) loki.Result {
-	p.once.Do(func() { close(p.started) })
-	<-p.release
-	return loki.Result{Delivered: len(entries), Requests: 1}
-}
-
-// A flush waiting for one in progress gives up when its own budget ends:
+// A push waiting for one in progress gives up when its own budget ends:
 // a background push must not stretch the time before /next.
 func TestDispatcherWaitForAFlushInProgressIsBounded(t *testing.T) {
 	q := NewQueue(1000, 1<<20, nil)
-	p := &blockingPusher{started: make(chan struct{}), release: make(chan struct{})}
+	p := &lokitest.Pusher{}
+	started, release := p.Hold()
 	d := NewDispatcher(q, p, DispatcherConfig{})
 	q.Put(lines("a", 3))
-	done := make(chan FlushReport)
-	go func() { done <- d.Flush(context.Background(), FlushWindow) }()
-	<-p.started
+	done := make(chan Report)
+	go func() { done <- d.Push(context.Background(), BeforeNext) }()
+	<-started
 	q.Put(lines("b", 2))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	rep := d.Flush(ctx, FlushDrain)
+	rep := d.Push(ctx, Shutdown)
 	if took := time.Since(start); took > time.Second || !errors.Is(rep.Err, context.DeadlineExceeded) || rep.Remaining != 2 || rep.Delivered != 0 {
 		t.Fatalf("waited %s: %+v", took, rep)
 	}
-	close(p.release)
-	// The flush in progress goes on to push what came meanwhile.
+	release()
+	// The push in progress goes on to push what came meanwhile.
 	if first := <-done; first.Delivered != 5 {
-		t.Fatalf("the flush in progress delivered %d", first.Delivered)
+		t.Fatalf("the push in progress delivered %d", first.Delivered)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"errors"
@@ -6,18 +6,18 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/loki"
-	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
+	"github.com/lambda-loki/grafana-loki-extension/outbox"
 	"github.com/sirupsen/logrus"
 )
 
 // totals add up the flushes over the extension's life; the background
-// flusher and the lifecycle both report.
+// background and the lifecycle both report.
 type totals struct {
 	mu                                                            sync.Mutex
 	delivered, rejected, unconfirmed, dropped, spilled, truncated int
 }
 
-func (t *totals) add(rep telemetryApi.FlushReport) {
+func (t *totals) add(rep outbox.Report) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.delivered += rep.Delivered
@@ -37,16 +37,16 @@ func (t *totals) fields() logrus.Fields {
 	}
 }
 
-// report logs one flush: quietly when all went well, once per window with
+// report logs one push: quietly when all went well, once per window with
 // the reason when lines were rejected, requeued or dropped, and once each
 // way when Loki goes away and comes back.
-func (x *extension) report(window string, rep telemetryApi.FlushReport) {
+func (x *extension) report(window string, rep outbox.Report) {
 	x.totals.add(rep)
 	log := x.log.WithFields(logrus.Fields{
 		"window": window, "delivered": rep.Delivered, "queued": rep.Remaining,
 		"requests": rep.Requests, "retries": rep.Retries, "took": rep.Took.Round(time.Microsecond).String(),
 	})
-	// One flush can end an outage and begin the next (Loki answered, then
+	// One push can end an outage and begin the next (Loki answered, then
 	// failed again): the dispatcher stops at a failure, so the end came
 	// first.
 	if rep.OutageEnded {
@@ -88,7 +88,7 @@ func (x *extension) report(window string, rep telemetryApi.FlushReport) {
 	if rep.Truncated > 0 {
 		log.Infof("truncated %d lines longer than LOKI_MAX_LINE_BYTES=%d", rep.Truncated, x.cfg.Loki.MaxLineBytes)
 	}
-	// Not at SHUTDOWN, where a line per flush would, with SHIP_EXTENSION_LOGS,
+	// Not at SHUTDOWN, where a line per push would, with SHIP_EXTENSION_LOGS,
 	// come back as a line to push and keep the drain from ever going quiet.
 	if rep.Requests > 0 && window != "shutdown" {
 		log.Debug("flushed")

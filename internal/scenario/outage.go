@@ -1,11 +1,11 @@
-// Package outage drives the scenarios of issue 10, Loki going away, that
+// Package scenario drives the scenarios of Loki going away that
 // the end-to-end tests check (e2e/outage_test.go, e2e/memory_test.go) and
 // the benchmark measures (cmd/benchmark): the extension in the sandbox
 // emulator, pushing through a fault proxy to a real Loki. It returns what
 // happened and judges nothing: the tests hold loose bounds that tell right
 // from wrong on a loaded machine, the benchmark reports the figures
-// against the issue's targets.
-package outage
+// against the project's targets.
+package scenario
 
 import (
 	"context"
@@ -48,7 +48,7 @@ type Plan struct {
 	Fn                               sandbox.Function
 }
 
-// NewPlan returns issue 10's outage: 30 invocations × 20 lines, 200 ms
+// NewPlan returns the outage scenario: 30 invocations × 20 lines, 200 ms
 // apart, Loki away for invocations 3 to 22 (counting from 1).
 func NewPlan(srv *lokiserver.Server, cfg sandbox.Config, fault faultproxy.Fault) Plan {
 	return Plan{Loki: srv, Sandbox: cfg, Fault: fault, Invokes: 30, FirstFailed: 2, LastFailed: 21,
@@ -201,7 +201,7 @@ func Refused(requests []faultproxy.Request) int {
 	return n
 }
 
-// FloodPlan is issue 10's memory scenario: LinesEach lines of 512 bytes
+// FloodPlan is the memory scenario: LinesEach lines of 512 bytes
 // in each of DownInvokes invocations while Loki is down, in one flush mode,
 // with or without the spill file; then Loki is back, and invocations give
 // the background thawed time to deliver what waited, until Loki holds
@@ -226,7 +226,7 @@ type FloodMode struct {
 	Spill    bool
 }
 
-// FloodModes are the modes issue 10 asks the memory bound of: every flush
+// FloodModes are the modes whose memory bound is measured: every flush
 // mode with the spill file, and end mode without it, where the oldest lines
 // are dropped and must be counted.
 func FloodModes() []FloodMode {

@@ -1,9 +1,10 @@
-package telemetryApi
+package outbox
 
 import (
-	"math/rand/v2"
 	"sync"
 	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/retry"
 )
 
 // outage is the dispatcher's view of Loki's availability. An outage begins
@@ -85,7 +86,7 @@ func (o *outage) backoff(failures int) time.Duration {
 	if shift := failures - 1; shift < 30 && o.min<<shift < o.max {
 		d = o.min << shift
 	}
-	return d/2 + rand.N(d/2+1)
+	return retry.Jitter(d)
 }
 
 // answered records that Loki answered a push at now. Attempts may follow at

@@ -1,4 +1,4 @@
-package telemetryApi
+package outbox
 
 import (
 	"context"
@@ -25,38 +25,38 @@ const (
 	takeBytes = 1 << 20
 )
 
-// FlushKind says why a flush runs, which decides what it pushes and whether
+// Occasion says why a push runs, which decides what it pushes and whether
 // an outage holds it back.
-type FlushKind int
+type Occasion int
 
-// The background kinds (FlushTick, FlushBacklog, FlushRetry) stop starting
+// The background kinds (OnTimer, Backlog, OutageAttempt) stop starting
 // requests once DispatcherConfig.Budget has passed, but never cut one in
 // flight: a request cut short may have been stored all the same, and Loki
 // recognises a resent entry only while it is among its stream's newest.
 // The others end with their context, which bounds the billed time.
 const (
-	// FlushWindow is an invocation's push before /next: it waits for the
+	// BeforeNext is an invocation's push before /next: it waits for the
 	// minimum batch, and is skipped while Loki is away, so that an outage
 	// costs the function no time.
-	FlushWindow FlushKind = iota
-	// FlushTick is the background counterpart of FlushWindow (periodic and
+	BeforeNext Occasion = iota
+	// OnTimer is the background counterpart of BeforeNext (periodic and
 	// adaptive modes, Managed Instances).
-	FlushTick
-	// FlushBacklog pushes as soon as a full request's worth is queued,
+	OnTimer
+	// Backlog pushes as soon as a full request's worth is queued,
 	// whatever the minimum batch; skipped while Loki is away.
-	FlushBacklog
-	// FlushRetry is the background attempt of an outage, run when
+	Backlog
+	// OutageAttempt is the background attempt of an outage, run when
 	// NextAttempt says; once Loki takes lines again it pushes what waited.
-	FlushRetry
-	// FlushDrain pushes everything, outage or not: SHUTDOWN.
-	FlushDrain
+	OutageAttempt
+	// Shutdown pushes everything, outage or not: SHUTDOWN.
+	Shutdown
 )
 
-func (k FlushKind) background() bool { return k == FlushTick || k == FlushBacklog || k == FlushRetry }
+func (k Occasion) background() bool { return k == OnTimer || k == Backlog || k == OutageAttempt }
 
 // DispatcherConfig tunes a Dispatcher; zero values take the defaults.
 type DispatcherConfig struct {
-	// MinBatch is how many entries a FlushWindow waits for (default 1).
+	// MinBatch is how many entries a push BeforeNext waits for (default 1).
 	MinBatch int
 	// CatchUpBytes is how much may wait once Loki is back for windows to
 	// push again: more than that is pushed in the background first, so that
@@ -66,7 +66,7 @@ type DispatcherConfig struct {
 	// RetryMin and RetryMax bound the wait between background attempts
 	// during an outage (DefaultRetryMin, DefaultRetryMax).
 	RetryMin, RetryMax time.Duration
-	// Budget is how long a background flush starts new requests
+	// Budget is how long a background push starts new requests
 	// (DefaultBudget).
 	Budget time.Duration
 }
@@ -83,10 +83,10 @@ const (
 )
 
 // Dispatcher moves queued entries to a Pusher when the lifecycle says so,
-// and keeps track of whether Loki takes them. What a flush could not deliver
+// and keeps track of whether Loki takes them. What a push could not deliver
 // goes back to the front of the queue.
 type Dispatcher struct {
-	// turn admits one flush at a time (the Pusher is not concurrent); unlike
+	// turn admits one push at a time (the Pusher is not concurrent); unlike
 	// a mutex, waiting for it ends with the caller's context.
 	turn   chan struct{}
 	queue  *Queue
@@ -99,7 +99,7 @@ type Dispatcher struct {
 	nexts atomic.Int64
 }
 
-// NewDispatcher returns a dispatcher that flushes q to p.
+// NewDispatcher returns a dispatcher that pushes what q holds to p.
 func NewDispatcher(q *Queue, p Pusher, cfg DispatcherConfig) *Dispatcher {
 	cfg.MinBatch = max(cfg.MinBatch, 1)
 	if cfg.CatchUpBytes <= 0 {
@@ -120,46 +120,42 @@ func NewDispatcher(q *Queue, p Pusher, cfg DispatcherConfig) *Dispatcher {
 	return d
 }
 
-// FlushReport says what one flush did, for one log line per window.
-type FlushReport struct {
+// Report says what one push did, for one log line per window.
+type Report struct {
 	// Skipped is true when nothing was pushed on purpose: fewer than the
 	// minimum batch queued, or Loki away (Outage says so).
 	Skipped bool
-	// Delivered, Rejected and Truncated add up the pushes' results;
-	// Unconfirmed entries were in pushes Loki refused in part without
-	// saying how many.
-	Delivered, Rejected, Truncated, Unconfirmed int
+	// Counts add up the requests' results.
+	loki.Counts
 	// Requeued entries were not delivered in time and wait for the next window.
 	Requeued int
 	// Dropped entries (and bytes) were thrown away because the queue was full.
 	Dropped, DroppedBytes int
 	// Spilled entries went to the spill file for the queue's memory bound.
 	Spilled int
-	// Remaining is what the queue holds after the flush.
+	// Remaining is what the queue holds after the push.
 	Remaining int
-	// Requests and Retries count HTTP requests to Loki.
-	Requests, Retries int
 	// Err is the last push error, if any.
 	Err error
 	// RejectErr is why the first rejected entries were rejected.
 	RejectErr error
-	// MetadataRefused is set once in the extension's life, by the flush in
+	// MetadataRefused is set once in the extension's life, by the push in
 	// which Loki first refused structured metadata (the lines went again
 	// without it, and do from then on).
 	MetadataRefused error
 	Took            time.Duration
-	// Outage is set while Loki is away. OutageBegan says this flush found it
+	// Outage is set while Loki is away. OutageBegan says this push found it
 	// away (Err says why); OutageEnded that this one delivered what waited
 	// for it, after OutageLasted.
 	Outage, OutageBegan, OutageEnded bool
 	OutageLasted                     time.Duration
 }
 
-// Flush pushes queued entries, as kind says, until the queue is empty or
-// ctx ends. A flush already running (a background one) is waited for, but
-// only while ctx lasts: the caller's budget bounds the wait too. It returns
-// what happened; it does not log.
-func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport) {
+// Push pushes queued entries, as the occasion says, until the queue is
+// empty or ctx ends. A push already running (a background one) is waited
+// for, but only while ctx lasts: the caller's budget bounds the wait too. It
+// returns what happened; it does not log.
+func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 	start := time.Now()
 	defer func() {
 		rep.Dropped, rep.DroppedBytes, rep.Spilled = d.queue.TakeDropped()
@@ -167,7 +163,7 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 		rep.Outage = d.outage.active()
 		rep.Took = time.Since(start)
 	}()
-	if (kind == FlushWindow || kind == FlushTick || kind == FlushBacklog) && d.outage.active() {
+	if (kind == BeforeNext || kind == OnTimer || kind == Backlog) && d.outage.active() {
 		rep.Skipped = true
 		return rep
 	}
@@ -178,15 +174,15 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 	}
 	defer func() { <-d.turn }()
 	switch {
-	case kind == FlushRetry && !d.outage.due(time.Now()):
+	case kind == OutageAttempt && !d.outage.due(time.Now()):
 		rep.Skipped = true
 		return rep
-	case kind == FlushRetry && d.queue.Len() == 0:
+	case kind == OutageAttempt && d.queue.Len() == 0:
 		// Nothing to try Loki with; the next lines will.
 		d.outage.postpone(time.Now())
 		rep.Skipped = true
 		return rep
-	case (kind == FlushWindow || kind == FlushTick) && d.queue.Len() < d.cfg.MinBatch && !d.holdingTooLong():
+	case (kind == BeforeNext || kind == OnTimer) && d.queue.Len() < d.cfg.MinBatch && !d.holdingTooLong():
 		rep.Skipped = true
 		return rep
 	}
@@ -195,7 +191,7 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 	// lasts.
 	var retryUntil time.Time
 	switch {
-	case kind == FlushRetry:
+	case kind == OutageAttempt:
 		retryUntil = start
 	case kind.background():
 		retryUntil = start.Add(d.cfg.Budget)
@@ -231,13 +227,8 @@ func (d *Dispatcher) Flush(ctx context.Context, kind FlushKind) (rep FlushReport
 }
 
 // add adds up one push's result.
-func (rep *FlushReport) add(res loki.Result) {
-	rep.Delivered += res.Delivered
-	rep.Rejected += res.Rejected
-	rep.Unconfirmed += res.Unconfirmed
-	rep.Truncated += res.Truncated
-	rep.Requests += res.Requests
-	rep.Retries += res.Retries
+func (rep *Report) add(res loki.Result) {
+	rep.Counts.Add(res.Counts)
 	if res.Err != nil {
 		rep.Err = res.Err
 	}
@@ -249,10 +240,13 @@ func (rep *FlushReport) add(res loki.Result) {
 	}
 }
 
-// AroundNext marks the lifecycle's call to /next, and its return: the
-// sandbox may freeze in between, and a push in flight across either mark
-// may fail for that alone.
-func (d *Dispatcher) AroundNext() { d.nexts.Add(1) }
+// NextCalled marks the lifecycle's call to /next, and NextReturned its
+// return: the sandbox may freeze in between, and a push in flight across
+// either mark may fail for that alone.
+func (d *Dispatcher) NextCalled() { d.nexts.Add(1) }
+
+// NextReturned marks the return of the lifecycle's /next; see NextCalled.
+func (d *Dispatcher) NextReturned() { d.nexts.Add(1) }
 
 // Outage reports whether Loki is away: windows are then skipped, and the
 // background makes the attempts.
@@ -283,9 +277,9 @@ func (d *Dispatcher) holdingTooLong() bool {
 	return ok && !oldest.IsZero() && time.Since(oldest) > maxHold
 }
 
-// takeTurn waits for the flush in progress, if any, to end; false when ctx
+// takeTurn waits for the push in progress, if any, to end; false when ctx
 // ended first. A free turn is taken even with ctx already over, so that the
-// flush still reports what the queue dropped.
+// push still reports what the queue dropped.
 func (d *Dispatcher) takeTurn(ctx context.Context) bool {
 	select {
 	case d.turn <- struct{}{}:

@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"github.com/lambda-loki/grafana-loki-extension/filter"

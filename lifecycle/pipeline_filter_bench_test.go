@@ -1,4 +1,4 @@
-package telemetryApi_test
+package lifecycle_test
 
 import (
 	"testing"

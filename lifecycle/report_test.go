@@ -1,11 +1,11 @@
-package main
+package lifecycle
 
 import (
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
+	"github.com/lambda-loki/grafana-loki-extension/outbox"
 	"github.com/sirupsen/logrus"
 )
 
@@ -18,13 +18,13 @@ func TestReportLogsTheOutageEachWay(t *testing.T) {
 	)
 	tests := []struct {
 		name string
-		rep  telemetryApi.FlushReport
+		rep  outbox.Report
 		want []string
 	}{
-		{"began", telemetryApi.FlushReport{OutageBegan: true, Outage: true, Requeued: 5}, []string{away}},
-		{"ended", telemetryApi.FlushReport{OutageEnded: true, OutageLasted: time.Second}, []string{back}},
-		{"ended, then began again", telemetryApi.FlushReport{OutageEnded: true, OutageBegan: true, Outage: true, Requeued: 5}, []string{back, away}},
-		{"still away: nothing at info", telemetryApi.FlushReport{Outage: true, Requeued: 5}, nil},
+		{"began", outbox.Report{OutageBegan: true, Outage: true, Requeued: 5}, []string{away}},
+		{"ended", outbox.Report{OutageEnded: true, OutageLasted: time.Second}, []string{back}},
+		{"ended, then began again", outbox.Report{OutageEnded: true, OutageBegan: true, Outage: true, Requeued: 5}, []string{back, away}},
+		{"still away: nothing at info", outbox.Report{Outage: true, Requeued: 5}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

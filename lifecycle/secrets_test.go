@@ -1,11 +1,12 @@
-package main
+package lifecycle
 
 import (
 	"bytes"
 	"errors"
-	"github.com/lambda-loki/grafana-loki-extension/internal/envtest"
 	"strings"
 	"testing"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/envtest"
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
 	"github.com/lambda-loki/grafana-loki-extension/internal/fakeaws"

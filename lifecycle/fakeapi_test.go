@@ -1,10 +1,8 @@
-package main
+package lifecycle
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/config"
 	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
+	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
@@ -25,7 +24,7 @@ import (
 
 // The lifecycle tests' stand-ins: the Extensions API and the Telemetry
 // API's subscribe call of one sandbox (fakeAPI), a Loki behind the
-// dispatcher's Pusher interface (fakePusher), and a harness that runs the
+// outbox's Pusher interface (lokitest.Pusher), and a harness that runs the
 // real extension between them, the real listener fed by the test.
 
 // extensionID is what the fake API hands out at registration and expects
@@ -246,98 +245,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// pushMode is how the fake Loki answers.
-type pushMode int
-
-const (
-	pushOK pushMode = iota
-	// pushDown fails at once as a refused connection does: undelivered and
-	// unavailable, which starts an outage.
-	pushDown
-	// pushHang answers nothing until the push's context ends.
-	pushHang
-	// pushReject refuses the lines for good, as a 400 does.
-	pushReject
-)
-
-// push is one call of the fake pusher.
-type push struct {
-	// at is when the push returned.
-	at    time.Time
-	lines []string
-	mode  pushMode
-	// bounded says the push's context had a deadline: a window before
-	// /next and the SHUTDOWN drain are bounded, the background flusher's
-	// pushes are not (it cancels them instead).
-	bounded bool
-}
-
-// fakePusher is Loki behind the dispatcher's Pusher interface.
-type fakePusher struct {
-	mu   sync.Mutex
-	mode pushMode
-	// retryAfter is the Retry-After of a pushDown answer.
-	retryAfter time.Duration
-	pushes     []push
-}
-
-var _ telemetryApi.Pusher = (*fakePusher)(nil)
-
-func (p *fakePusher) set(mode pushMode) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.mode = mode
-}
-
-// Push answers as the mode says, and records the call.
-func (p *fakePusher) PushRetrying(ctx context.Context, entries []loki.Entry, _ time.Time) loki.Result {
-	p.mu.Lock()
-	mode, retryAfter := p.mode, p.retryAfter
-	p.mu.Unlock()
-	var res loki.Result
-	switch mode {
-	case pushOK:
-		res = loki.Result{Delivered: len(entries), Requests: 1}
-	case pushDown:
-		res = loki.Result{Undelivered: entries, Unavailable: true, Requests: 1, Err: errors.New("connection refused"), RetryAfter: retryAfter}
-	case pushHang:
-		<-ctx.Done()
-		res = loki.Result{Undelivered: entries, TimedOut: true, Requests: 1, Err: ctx.Err()}
-	case pushReject:
-		err := errors.New("400 Bad Request")
-		res = loki.Result{Rejected: len(entries), Requests: 1, Err: err, RejectErr: err}
-	}
-	lines := make([]string, len(entries))
-	for i, e := range entries {
-		lines[i] = e.Line
-	}
-	_, bounded := ctx.Deadline()
-	p.mu.Lock()
-	p.pushes = append(p.pushes, push{at: time.Now(), lines: lines, mode: mode, bounded: bounded})
-	p.mu.Unlock()
-	return res
-}
-
-func (p *fakePusher) calls() []push {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return slices.Clone(p.pushes)
-}
-
-// deliveredBefore returns the lines delivered by pushes that returned
-// before t (all of them for a zero t).
-func (p *fakePusher) deliveredBefore(t time.Time) []string {
-	var out []string
-	for _, c := range p.calls() {
-		if c.mode == pushOK && (t.IsZero() || c.at.Before(t)) {
-			out = append(out, c.lines...)
-		}
-	}
-	return out
-}
-
-func (p *fakePusher) delivered() []string { return p.deliveredBefore(time.Time{}) }
-
 // logBuffer holds the extension's log; logrus writes from several
 // goroutines and the test reads it meanwhile.
 type logBuffer struct {
@@ -410,7 +317,7 @@ func testConfig(runtimeAPI string) config.Config {
 // harness is the real extension running against the fakes.
 type harness struct {
 	api    *fakeAPI
-	pusher *fakePusher
+	pusher *lokitest.Pusher
 	x      *extension
 	log    *logBuffer
 	// telemetryURL is the listener's address, where the test posts batches.
@@ -424,7 +331,7 @@ type harness struct {
 // subscribeStatus is the Telemetry API's answer to the subscription.
 func startExtension(t *testing.T, subscribeStatus int, tweak func(*config.Config)) *harness {
 	t.Helper()
-	h := &harness{api: newFakeAPI(t, subscribeStatus), pusher: &fakePusher{}, done: make(chan struct{})}
+	h := &harness{api: newFakeAPI(t, subscribeStatus), pusher: &lokitest.Pusher{}, done: make(chan struct{})}
 	cfg := testConfig(h.api.addr)
 	if tweak != nil {
 		tweak(&cfg)

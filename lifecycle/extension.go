@@ -1,4 +1,4 @@
-package main
+package lifecycle
 
 import (
 	"context"
@@ -12,7 +12,8 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
 	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
-	"github.com/lambda-loki/grafana-loki-extension/spill"
+	"github.com/lambda-loki/grafana-loki-extension/outbox"
+	"github.com/lambda-loki/grafana-loki-extension/outbox/spill"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
 )
@@ -24,13 +25,13 @@ type extension struct {
 	log        *logrus.Logger
 	ext        *extensionApi.Client
 	listener   *telemetryApi.Listener
-	queue      *telemetryApi.Queue
-	dispatcher *telemetryApi.Dispatcher
+	queue      *outbox.Queue
+	dispatcher *outbox.Dispatcher
 	// telemetry is false when the Telemetry API is a local stub that never
 	// delivers anything (it answered 202): then nothing is awaited.
-	telemetry bool
-	flusher   *flusher
-	totals    totals
+	telemetry  bool
+	background *background
+	totals     totals
 	// filter drops and masks lines in the listener; its counts go into the
 	// shutdown summary. Nil when nothing is filtered.
 	filter *filter.Filter
@@ -57,12 +58,12 @@ func setup(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log
 
 // newExtension starts the listener and subscribes to the Telemetry API,
 // pushing through pusher; onRestore runs at a SnapStart restore.
-func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log *logrus.Logger, pusher telemetryApi.Pusher, onRestore func()) (*extension, error) {
+func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Client, log *logrus.Logger, pusher outbox.Pusher, onRestore func()) (*extension, error) {
 	f, err := filter.New(cfg.Filter)
 	if err != nil {
 		return nil, fmt.Errorf("%w: LOKI_PROCESSING_RULES: %w", errInvalidConfig, err)
 	}
-	q := telemetryApi.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes, openSpill(cfg, log))
+	q := outbox.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes, openSpill(cfg, log))
 	host := "sandbox"
 	if cfg.SAMLocal {
 		host = ""
@@ -88,7 +89,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 	backlogBytes := min(cfg.Loki.MaxRequestBytes, cfg.QueueMaxBytes/2)
 	x := &extension{
 		cfg: cfg, log: log, ext: ext, listener: l, queue: q, telemetry: true, filter: f,
-		dispatcher: telemetryApi.NewDispatcher(q, pusher, telemetryApi.DispatcherConfig{
+		dispatcher: outbox.NewDispatcher(q, pusher, outbox.DispatcherConfig{
 			MinBatch: cfg.DispatchMinBatchSize, CatchUpBytes: backlogBytes, RetryMax: cfg.OutageRetryMax, Budget: cfg.FlushTimeout,
 		}),
 	}
@@ -124,7 +125,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 	if cfg.ManagedInstances && cfg.Flush.Mode != config.FlushPeriodic {
 		interval = config.DefaultManagedFlushInterval
 	}
-	x.flusher = newFlusher(flusherConfig{
+	x.background = newBackground(backgroundConfig{
 		mode:             cfg.Flush.Mode,
 		timed:            cfg.ManagedInstances || cfg.Flush.Mode == config.FlushPeriodic,
 		interval:         interval,
