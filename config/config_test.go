@@ -5,19 +5,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/envtest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/sirupsen/logrus"
 )
 
+// env is envtest.Lookup over alternating names and values.
 func env(kv ...string) LookupFunc {
-	m := map[string]string{}
+	pairs := make([]string, 0, len(kv)/2)
 	for i := 0; i+1 < len(kv); i += 2 {
-		m[kv[i]] = kv[i+1]
+		pairs = append(pairs, kv[i]+"="+kv[i+1])
 	}
-	return func(name string) (string, bool) {
-		v, ok := m[name]
-		return v, ok
-	}
+	return envtest.Lookup(pairs...)
 }
 
 func TestLoadDefaults(t *testing.T) {

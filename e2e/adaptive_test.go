@@ -11,10 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/afiskon/promtail-client/logproto"
-	"github.com/golang/protobuf/proto"
-	"github.com/golang/snappy"
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
+	"github.com/lambda-loki/grafana-loki-extension/internal/fakeloki"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
@@ -267,12 +265,8 @@ func (wp *withholdingProxy) serve(w http.ResponseWriter, r *http.Request) {
 
 // pushedLines decodes a snappy + protobuf push body into its lines.
 func pushedLines(body []byte) []string {
-	raw, err := snappy.Decode(nil, body)
+	req, _, err := fakeloki.Decode(body)
 	if err != nil {
-		return nil
-	}
-	var req logproto.PushRequest
-	if err := proto.Unmarshal(raw, &req); err != nil {
 		return nil
 	}
 	var lines []string

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 )
@@ -141,11 +142,8 @@ func (b *bench) buildIn(ctx context.Context, src, dir, goarch string) (string, e
 	if b.built[bin] {
 		return bin, nil
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=benchmark", "-o", bin, ".")
-	cmd.Dir = src
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+goarch)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building the extension in %s for %s: %w: %s", src, goarch, err, out)
+	if err := gobuild.Build(ctx, ".", bin, gobuild.Options{Dir: src, Layer: true, GOARCH: goarch, Version: "benchmark"}); err != nil {
+		return "", fmt.Errorf("building the extension in %s for %s: %w", src, goarch, err)
 	}
 	b.built[bin] = true
 	return bin, nil

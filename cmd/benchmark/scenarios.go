@@ -17,6 +17,7 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/internal/delivery"
 	"github.com/lambda-loki/grafana-loki-extension/internal/fakeaws"
 	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/internal/scenario"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
@@ -39,10 +40,8 @@ const (
 
 func measureSizes(ctx context.Context, b *bench) error {
 	zipper := filepath.Join(b.work, "layerzip")
-	build := exec.CommandContext(ctx, "go", "build", "-o", zipper, "./cmd/layerzip")
-	build.Dir = b.root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building layerzip: %w: %s", err, out)
+	if err := gobuild.Build(ctx, "./cmd/layerzip", zipper, gobuild.Options{Dir: b.root}); err != nil {
+		return err
 	}
 	for _, arch := range archs {
 		bin, err := b.binary(ctx, arch)
@@ -281,11 +280,8 @@ func (b *bench) helloWorld(ctx context.Context, n int) (time.Duration, error) {
 		}
 	}
 	bin := filepath.Join(dir, "hello")
-	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, ".")
-	build.Dir = dir
-	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")
-	if out, err := build.CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("building hello: %w: %s", err, out)
+	if err := gobuild.Build(ctx, ".", bin, gobuild.Options{Dir: dir, Layer: true, Env: []string{"GOWORK=off"}}); err != nil {
+		return 0, err
 	}
 	var runs []time.Duration
 	for range n {

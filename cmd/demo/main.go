@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokiserver"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
@@ -52,10 +52,8 @@ func run(ctx context.Context, invokes, lines int, gap time.Duration, format, lok
 		return err
 	}
 	defer os.RemoveAll(dir)
-	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(dir, "grafana-loki-extension"), ".")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("building the extension: %w", err)
+	if err := gobuild.Build(ctx, ".", filepath.Join(dir, "grafana-loki-extension"), gobuild.Options{}); err != nil {
+		return err
 	}
 
 	var srv *lokiserver.Server

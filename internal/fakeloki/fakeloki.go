@@ -5,6 +5,7 @@
 package fakeloki
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -62,11 +63,7 @@ func (l *Loki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
-	raw, err := snappy.Decode(nil, body)
-	var req push.PushRequest
-	if err == nil {
-		err = req.Unmarshal(raw)
-	}
+	req, size, err := Decode(body)
 	if err != nil || len(req.Streams) == 0 {
 		// Loki answers an empty or undecodable push so.
 		http.Error(w, "bad or empty push", http.StatusUnprocessableEntity)
@@ -74,7 +71,7 @@ func (l *Loki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	l.mu.Lock()
 	kept := len(l.pushes)
-	l.pushes = append(l.pushes, Received{Header: r.Header.Clone(), Request: req, Size: len(raw)})
+	l.pushes = append(l.pushes, Received{Header: r.Header.Clone(), Request: req, Size: size})
 	l.mu.Unlock()
 	status, msg := http.StatusNoContent, ""
 	if l.Answer != nil {
@@ -82,6 +79,19 @@ func (l *Loki) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg)
+}
+
+// Decode reads a push body as Loki does (snappy, then protobuf) and returns
+// it with its decompressed size.
+func Decode(body []byte) (req push.PushRequest, size int, err error) {
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return req, 0, fmt.Errorf("snappy: %w", err)
+	}
+	if err := req.Unmarshal(raw); err != nil {
+		return req, len(raw), fmt.Errorf("protobuf: %w", err)
+	}
+	return req, len(raw), nil
 }
 
 // Requests is how many requests arrived, answered by Respond or not.

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 )
 
 // Version is the Loki release the project tests against.
@@ -30,15 +32,7 @@ func Path() string {
 }
 
 func cacheDir() string {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			home = os.TempDir()
-		}
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "lambda-loki-extension", "loki-"+Version)
+	return filepath.Join(gobuild.CacheDir(), "loki-"+Version)
 }
 
 // ErrMissing says the binary is not there, and how to get it.

@@ -8,8 +8,9 @@ package runtimes
 import (
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 )
 
 // Function is one built test function, ready to run as the runtime process
@@ -51,16 +52,8 @@ func (e *MissingError) Error() string {
 // Unwrap makes errors.Is(err, ErrToolchainMissing) hold.
 func (e *MissingError) Unwrap() error { return ErrToolchainMissing }
 
-// CacheDir is where builds are cached, below the same cache root as the
-// Loki binary: $XDG_CACHE_HOME, else ~/.cache.
+// CacheDir is where builds are cached, below the project's cache root
+// beside the Loki binary.
 func CacheDir() string {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			home = os.TempDir()
-		}
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "lambda-loki-extension", "functions")
+	return filepath.Join(gobuild.CacheDir(), "functions")
 }
