@@ -11,7 +11,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// backgroundConfig is what the background background needs of the settings.
+// backgroundConfig is what the background pushes need of the settings.
 type backgroundConfig struct {
 	mode config.FlushMode
 	// timed is true when pushes go on a timer (periodic mode, Managed

@@ -10,30 +10,28 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-// totals add up the flushes over the extension's life; the background
-// background and the lifecycle both report.
+// totals add up the pushes over the extension's life; the background
+// pushes and the lifecycle both report.
 type totals struct {
-	mu                                                            sync.Mutex
-	delivered, rejected, unconfirmed, dropped, spilled, truncated int
+	mu               sync.Mutex
+	counts           loki.Counts
+	dropped, spilled int
 }
 
 func (t *totals) add(rep outbox.Report) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.delivered += rep.Delivered
-	t.rejected += rep.Rejected
-	t.unconfirmed += rep.Unconfirmed
+	t.counts.Add(rep.Counts)
 	t.dropped += rep.Dropped
 	t.spilled += rep.Spilled
-	t.truncated += rep.Truncated
 }
 
 func (t *totals) fields() logrus.Fields {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return logrus.Fields{
-		"delivered": t.delivered, "rejected": t.rejected, "unconfirmed": t.unconfirmed,
-		"dropped": t.dropped, "spilled": t.spilled, "truncated": t.truncated,
+		"delivered": t.counts.Delivered, "rejected": t.counts.Rejected, "unconfirmed": t.counts.Unconfirmed,
+		"dropped": t.dropped, "spilled": t.spilled, "truncated": t.counts.Truncated,
 	}
 }
 
