@@ -186,22 +186,7 @@ func unquoteJSONString(lit []byte) (s string, ok bool) {
 	in := lit[1 : len(lit)-1]
 	// Most lines need no rewriting up to their first escape (a text record
 	// always ends in \n): copy that prefix in one go.
-	plain := 0
-	for plain < len(in) {
-		c := in[plain]
-		if c == '\\' || c == '"' || c < ' ' {
-			break
-		}
-		if c < utf8.RuneSelf {
-			plain++
-			continue
-		}
-		r, size := utf8.DecodeRune(in[plain:])
-		if r == utf8.RuneError && size == 1 {
-			break
-		}
-		plain += size
-	}
+	plain := plainPrefix(in)
 	if plain == len(in) {
 		return string(in), true
 	}
@@ -212,47 +197,11 @@ func unquoteJSONString(lit []byte) (s string, ok bool) {
 		c := in[i]
 		switch {
 		case c == '\\':
-			if i+1 >= len(in) {
+			n, ok := writeEscape(&b, in[i:])
+			if !ok {
 				return "", false
 			}
-			esc := in[i+1]
-			i += 2
-			switch esc {
-			case '"', '\\', '/', '\'':
-				b.WriteByte(esc)
-			case 'b':
-				b.WriteByte('\b')
-			case 'f':
-				b.WriteByte('\f')
-			case 'n':
-				b.WriteByte('\n')
-			case 'r':
-				b.WriteByte('\r')
-			case 't':
-				b.WriteByte('\t')
-			case 'u':
-				r, ok := hex4(in[i:])
-				if !ok {
-					return "", false
-				}
-				i += 4
-				if utf16.IsSurrogate(r) {
-					// A pair is two escapes; anything else is replaced.
-					low := rune(-1)
-					if i+6 <= len(in) && in[i] == '\\' && in[i+1] == 'u' {
-						low, _ = hex4(in[i+2:])
-					}
-					if pair := utf16.DecodeRune(r, low); pair != utf8.RuneError {
-						b.WriteRune(pair)
-						i += 6
-						continue
-					}
-					r = utf8.RuneError
-				}
-				b.WriteRune(r)
-			default:
-				return "", false
-			}
+			i += n
 		case c == '"' || c < ' ':
 			return "", false
 		case c < utf8.RuneSelf:
@@ -270,6 +219,72 @@ func unquoteJSONString(lit []byte) (s string, ok bool) {
 		}
 	}
 	return b.String(), true
+}
+
+// plainPrefix is the length of in's leading run that decodes to itself: no
+// escape, quote or control byte, and valid UTF-8.
+func plainPrefix(in []byte) int {
+	plain := 0
+	for plain < len(in) {
+		c := in[plain]
+		if c == '\\' || c == '"' || c < ' ' {
+			break
+		}
+		if c < utf8.RuneSelf {
+			plain++
+			continue
+		}
+		r, size := utf8.DecodeRune(in[plain:])
+		if r == utf8.RuneError && size == 1 {
+			break
+		}
+		plain += size
+	}
+	return plain
+}
+
+// writeEscape writes the character of the escape at the start of in (which
+// begins with a backslash) and returns how many bytes it took. A surrogate
+// pair is two \u escapes; a lone surrogate becomes U+FFFD.
+func writeEscape(b *strings.Builder, in []byte) (n int, ok bool) {
+	if len(in) < 2 {
+		return 0, false
+	}
+	switch esc := in[1]; esc {
+	case '"', '\\', '/', '\'':
+		b.WriteByte(esc)
+	case 'b':
+		b.WriteByte('\b')
+	case 'f':
+		b.WriteByte('\f')
+	case 'n':
+		b.WriteByte('\n')
+	case 'r':
+		b.WriteByte('\r')
+	case 't':
+		b.WriteByte('\t')
+	case 'u':
+		r, ok := hex4(in[2:])
+		if !ok {
+			return 0, false
+		}
+		if utf16.IsSurrogate(r) {
+			low := rune(-1)
+			if len(in) >= 12 && in[6] == '\\' && in[7] == 'u' {
+				low, _ = hex4(in[8:])
+			}
+			if pair := utf16.DecodeRune(r, low); pair != utf8.RuneError {
+				b.WriteRune(pair)
+				return 12, true
+			}
+			r = utf8.RuneError
+		}
+		b.WriteRune(r)
+		return 6, true
+	default:
+		return 0, false
+	}
+	return 2, true
 }
 
 // hex4 reads the four hex digits of a \u escape.
