@@ -5,9 +5,10 @@
 // (docs/lambda-runtime-contract.md#what-a-faithful-emulator-does).
 //
 // The extensions are real processes, exec'd from a directory as Lambda does
-// from /opt/extensions. The function is scripted inside the emulator: it
-// writes log lines, finishes, and the platform events follow. Every step is
-// measured the way Lambda bills it.
+// from /opt/extensions. The function is either scripted inside the emulator
+// (it writes log lines, finishes, and the platform events follow), or a real
+// runtime process (Config.Runtime) served the Runtime API, frozen and reset
+// with the extensions. Every step is measured the way Lambda bills it.
 package sandbox
 
 import (
@@ -27,7 +28,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
+	"github.com/lambda-loki/grafana-loki-extension/internal/runtimes"
 )
 
 // Mode is the kind of execution environment.
@@ -70,6 +71,17 @@ type Config struct {
 	// deadline (default 2 s, as with external extensions).
 	InitTimeout     time.Duration
 	ShutdownTimeout time.Duration
+	// Runtime, if set, is a real runtime process that runs as the function
+	// instead of the script: it is exec'd at init with Lambda's environment
+	// and served the Runtime API; Invoke hands it Function.Payload and
+	// ends when it answers (docs/lambda-runtime-contract.md#runtime-api).
+	// Its output becomes function records. RuntimeInit and InitLines are
+	// then unused, and so are Function's scripted fields.
+	Runtime *runtimes.Function
+	// LogLevel is the function's application log level with the JSON
+	// format (AWS_LAMBDA_LOG_LEVEL for the runtime): TRACE, DEBUG, INFO,
+	// WARN, ERROR or FATAL; unset by default.
+	LogLevel string
 	// RuntimeInit is how long the scripted runtime takes to initialise.
 	RuntimeInit time.Duration
 	// InitLines are log lines the function writes while its runtime
@@ -204,6 +216,10 @@ type Sandbox struct {
 	restored        bool
 	restoreDuration time.Duration
 	output          strings.Builder // the extensions' output, bounded
+	// rt is the runtime process (Config.Runtime) of this environment;
+	// runtimeFailed its exit outside SHUTDOWN, not reset from yet.
+	rt            *runtimeProc
+	runtimeFailed *RuntimeError
 
 	// startProcess replaces cmd.Start in tests that need a slow exec.
 	startProcess func(*exec.Cmd) error
@@ -332,16 +348,18 @@ func (s *Sandbox) init(ctx context.Context, timeout time.Duration) error {
 	})
 	// Gate 2: the runtime initialises and asks for its first invocation.
 	initStart := time.Now()
-	if len(s.cfg.InitLines) > 0 {
-		lines := s.runFunction(ctx, Function{Messages: s.cfg.InitLines}, "", initStart.Add(timeout))
-		s.mu.Lock()
-		s.initLines = lines
-		s.mu.Unlock()
+	runtimeDone := map[string]any{"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success"}
+	var failed *RuntimeError
+	if err := s.initFunction(ctx, initStart, initStart.Add(timeout)); errors.As(err, &failed) {
+		runtimeDone["status"], runtimeDone["errorType"] = "error", failed.Type
+		s.emitPlatform("platform.initRuntimeDone", runtimeDone)
+		s.emitPlatform("platform.initReport", map[string]any{"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase,
+			"status": "error", "errorType": failed.Type, "metrics": map[string]any{"durationMs": ms(time.Since(start))}})
+		return err
+	} else if err != nil {
+		return err
 	}
-	wait.Sleep(ctx, s.cfg.RuntimeInit-time.Since(initStart))
-	s.emitPlatform("platform.initRuntimeDone", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success",
-	})
+	s.emitPlatform("platform.initRuntimeDone", runtimeDone)
 	s.mu.Lock()
 	s.registrationClosed = true
 	s.mu.Unlock()
@@ -482,12 +500,14 @@ func processStatus(cmd *exec.Cmd) string {
 }
 
 // waitFor blocks until cond (evaluated under s.mu) holds, an extension
-// fails (exits outside SHUTDOWN, or reports an init error), or ctx ends.
+// fails (exits outside SHUTDOWN, or reports an init error), the runtime
+// process exits, or ctx ends.
 func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) error {
 	for {
 		s.mu.Lock()
 		ok := cond()
 		failed := s.failed
+		runtimeFailed := s.runtimeFailed
 		var reported *ExtensionError
 		for _, e := range s.exts {
 			if e.reported != nil && e.reported.Type == "Extension.InitError" {
@@ -501,6 +521,8 @@ func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) er
 			return reported
 		case failed != nil:
 			return failed
+		case runtimeFailed != nil:
+			return runtimeFailed
 		case ok:
 			return nil
 		}
@@ -519,7 +541,8 @@ func (s *Sandbox) broadcast() {
 }
 
 // freeze stops telemetry delivery and SIGSTOPs every extension's process
-// group, as Lambda freezes the sandbox once everyone has called /next.
+// group and the runtime's, as Lambda freezes the sandbox once everyone has
+// called /next.
 func (s *Sandbox) freeze() {
 	s.mu.Lock()
 	if s.frozen || s.ended {
@@ -537,7 +560,9 @@ func (s *Sandbox) freeze() {
 			running = append(running, e)
 		}
 	}
+	s.signalRuntime(syscall.SIGSTOP)
 	s.mu.Unlock()
+	s.syncRuntimeOutput()
 	// What an extension wrote before it called /next belongs before the
 	// freeze: capture it now, not whenever the pipe's reader gets to it.
 	for _, e := range running {
@@ -557,6 +582,7 @@ func (s *Sandbox) thaw() {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)
 		}
 	}
+	s.signalRuntime(syscall.SIGCONT)
 	for _, sub := range s.subs {
 		sub.pause(false)
 	}
@@ -569,7 +595,7 @@ func (s *Sandbox) Frozen() bool {
 	return s.frozen
 }
 
-// Close kills every extension and stops the emulator. It is safe to call
+// Close kills every extension and the runtime, and stops the emulator. It is safe to call
 // more than once and after Shutdown.
 func (s *Sandbox) Close() {
 	s.mu.Lock()
@@ -580,6 +606,11 @@ func (s *Sandbox) Close() {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)
 		}
+	}
+	if s.rt != nil {
+		s.rt.shuttingDown = true
+		s.signalRuntime(syscall.SIGKILL)
+		s.signalRuntime(syscall.SIGCONT)
 	}
 	exts := slices.Clone(s.exts)
 	subs := slices.Clone(s.subs)
