@@ -431,7 +431,11 @@ func (s *Sandbox) runFunction(ctx context.Context, fn Function, requestID string
 			text = stamp + "\t" + level + "\t" + msg + "\n"
 		}
 		ev := s.emit("function", captured, text, "")
-		lines = append(lines, Line{Time: ev.time.Truncate(time.Millisecond), Text: strings.TrimSuffix(text, "\n")})
+		line := Line{Time: ev.time.Truncate(time.Millisecond), Text: strings.TrimSuffix(text, "\n")}
+		if obj := jsonObject(line.Text); obj != "" {
+			line.Time = ownTimestamp(obj, ev.time) // a raw JSON line's own timestamp
+		}
+		lines = append(lines, line)
 	}
 	return lines
 }

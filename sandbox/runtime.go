@@ -56,9 +56,11 @@ type runtimeProc struct {
 	// and not answered, by request ID.
 	queue    []*invocation
 	inflight map[string]*invocation
-	// current is the invocation the runtime's output belongs to, outside
-	// Managed Instances.
-	current *invocation
+	// running are the invocations under way, from their Invoke to the
+	// capture of what the runtime wrote for them: the runtime's output
+	// belongs to the one running (on Managed Instances, only while there is
+	// one).
+	running []*invocation
 	// waiting counts /next calls blocked for an invocation.
 	waiting int
 	// restoring is set while the runtime waits in /restore/next; restore

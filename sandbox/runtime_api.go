@@ -233,9 +233,7 @@ func (s *Sandbox) runProcess(ctx context.Context, inv *invocation) {
 	s.mu.Lock()
 	rt := s.rt
 	rt.queue = append(rt.queue, inv)
-	if s.cfg.Mode != ModeManagedInstances {
-		rt.current = inv
-	}
+	rt.running = append(rt.running, inv)
 	s.broadcast()
 	s.mu.Unlock()
 	timer := time.NewTimer(time.Until(inv.res.Deadline))
@@ -255,10 +253,8 @@ func (s *Sandbox) runProcess(ctx context.Context, inv *invocation) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rt.queue = removeInvocation(rt.queue, inv)
+	rt.running = removeInvocation(rt.running, inv)
 	delete(rt.inflight, inv.res.RequestID)
-	if rt.current == inv {
-		rt.current = nil
-	}
 	if inv.reset == "failure" && s.runtimeFailed != nil {
 		s.runtimeFailed = nil // this invocation reports it and resets
 	}

@@ -84,6 +84,10 @@ func (s *Sandbox) functionRecord(rt *runtimeProc, at time.Time, msg, level strin
 	if s.cfg.LogFormat != "json" {
 		ev := s.emit("function", at, msg, "")
 		want = Line{Time: ev.time.Truncate(time.Millisecond), Text: strings.TrimSuffix(msg, "\n")}
+		if obj := jsonObject(msg); obj != "" {
+			// A text line that is a JSON object keeps its own timestamp.
+			want.Time = ownTimestamp(obj, ev.time)
+		}
 	} else {
 		obj := jsonObject(msg)
 		if obj == "" {
@@ -111,16 +115,10 @@ func (s *Sandbox) functionRecord(rt *runtimeProc, at time.Time, msg, level strin
 }
 
 // lineOwner is the invocation the runtime's output belongs to: the one
-// running, on Managed Instances only while it is the only one; s.mu must
-// be held.
+// running, while it is the only one; s.mu must be held.
 func (s *Sandbox) lineOwner(rt *runtimeProc) *invocation {
-	if s.cfg.Mode != ModeManagedInstances {
-		return rt.current
-	}
-	if len(rt.inflight) == 1 {
-		for _, inv := range rt.inflight {
-			return inv
-		}
+	if len(rt.running) == 1 {
+		return rt.running[0]
 	}
 	return nil
 }
@@ -135,9 +133,9 @@ func jsonObject(msg string) string {
 	return trimmed
 }
 
-// ownTimestamp is the time an extension stamps on an object record: its
-// timestamp when that is an RFC 3339 string, else the event's time, to the
-// millisecond.
+// ownTimestamp is the time an extension stamps on an object record, or on
+// a text record that is one JSON object: its timestamp when that is an RFC
+// 3339 string, else the event's time, to the millisecond.
 func ownTimestamp(obj string, eventTime time.Time) time.Time {
 	var rec struct {
 		Timestamp string `json:"timestamp"`
