@@ -91,7 +91,9 @@ type Config struct {
 	// CaptureLag is how much later than the runtime's own clock Lambda stamps
 	// a function event's time. A JSON-format record keeps the runtime's
 	// timestamp, so a lag tells the two apart
-	// (docs/lambda-runtime-contract.md#text-and-json-records).
+	// (docs/lambda-runtime-contract.md#text-and-json-records). With
+	// Config.Runtime it delays the lines of its stdout and stderr; the
+	// frames of its telemetry log fd carry their own time.
 	CaptureLag time.Duration
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
@@ -101,7 +103,9 @@ type Config struct {
 	ActiveTracing bool
 	// Mode is the kind of environment.
 	Mode Mode
-	// Env is added to the extensions' environment (KEY=value).
+	// Env is added to the extensions' environment (KEY=value), and to the
+	// runtime process's: they are the function's variables, which Lambda
+	// gives both.
 	Env []string
 	// ExtensionOutput receives the extensions' stdout and stderr. May be nil.
 	ExtensionOutput io.Writer
