@@ -232,6 +232,12 @@ func (s *Sandbox) runProcess(ctx context.Context, inv *invocation) {
 	inv.answered = make(chan struct{})
 	s.mu.Lock()
 	rt := s.rt
+	if rt == nil {
+		// No process to run it (its init failed): a failure, and a reset.
+		s.mu.Unlock()
+		inv.status, inv.errorType, inv.reset = "failure", "Runtime.ExitError", "failure"
+		return
+	}
 	rt.queue = append(rt.queue, inv)
 	rt.running = append(rt.running, inv)
 	s.broadcast()
