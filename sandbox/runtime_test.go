@@ -217,6 +217,35 @@ func TestRuntimeOutcomes(t *testing.T) {
 	}
 }
 
+// docs/lambda-runtime-contract.md#runtime-api: a response over 6 MB is
+// refused with 413 and fails the invocation. (On Managed Instances, never
+// frozen, the runtime prints the answer it got at once.)
+func TestRuntimeResponseTooLarge(t *testing.T) {
+	l := withListener(t, "2025-01-29", `TESTEXT_EVENTS=["SHUTDOWN"]`)
+	l.cfg.Mode = ModeManagedInstances
+	l.cfg.Runtime = testRuntime(t)
+	sb, err := Start(t.Context(), l.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	res, err := sb.Invoke(t.Context(), Function{Payload: payload(t, map[string]any{"action": "big"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != "error" || res.Report["errorType"] != "Function.ResponseSizeTooLarge" || res.Response != nil {
+		t.Fatalf("status %s, report %v, %d bytes of response", res.Status, res.Report, len(res.Response))
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, e := range eventsOf(recorded(t, l.record), "function") {
+			if rec, _ := e["record"].(string); strings.Contains(rec, "413 Request Entity Too Large") {
+				return
+			}
+		}
+	}
+	t.Fatalf("the runtime was not answered 413: %v", eventsOf(recorded(t, l.record), "function"))
+}
+
 // runtimeCall makes one Runtime API request and returns its status and errorType.
 func runtimeCall(t *testing.T, sb *Sandbox, method, path string) (int, string) {
 	t.Helper()

@@ -20,7 +20,8 @@ import (
 // event is an invocation's payload.
 type event struct {
 	// Action: ok (default), fail (POST /error), timeout (sleep), exit
-	// (exit 2 without answering), or wait (answer once WaitFor exists).
+	// (exit 2 without answering), wait (answer once WaitFor exists), or big
+	// (a response over Lambda's 6 MB).
 	Action  string   `json:"action"`
 	WaitFor string   `json:"waitFor"`
 	Lines   []string `json:"lines"`  // printed to stdout, one each
@@ -91,6 +92,9 @@ func loop(fd *os.File) {
 		time.Sleep(time.Hour)
 	case "exit":
 		os.Exit(2)
+	case "big":
+		post("/invocation/"+id+"/response", "", `"`+strings.Repeat("x", 6<<20)+`"`)
+		return
 	case "wait":
 		for {
 			if _, err := os.Stat(ev.WaitFor); err == nil {
