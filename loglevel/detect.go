@@ -33,6 +33,10 @@ const maxName = len("information")
 //     (Powertools for AWS Lambda, pino, structlog, zap...): its top-level
 //     "level" or "levelname", a name or a pino/bunyan number, within the
 //     line's first 1 KiB (see jsonLine).
+//   - A logfmt line, as Go's log/slog text handler (the text format of Go
+//     functions, whose runtime adds no prefix) and logrus write them:
+//     "time=2024-05-15T23:59:20.159Z level=INFO msg=...", the level key
+//     within the line's first 128 bytes (see logfmt).
 func Detect(line string) Level {
 	if len(line) < 3 {
 		return Unknown
@@ -46,8 +50,42 @@ func Detect(line string) Level {
 		return timestamped(line)
 	case line[1] == ',':
 		return ruby(line)
+	case c >= 'a' && c <= 'z':
+		return logfmt(line)
 	}
 	return Unknown
+}
+
+// maxLogfmtHead bounds how far logfmt looks for the level key.
+const maxLogfmtHead = 128
+
+// logfmt reads the value of a "level=" key of a line whose first word is a
+// key=value pair, so that prose that mentions "level=" is not read; the
+// value may be quoted.
+func logfmt(line string) Level {
+	head := line[:min(len(line), maxLogfmtHead)]
+	first, _, _ := strings.Cut(head, " ")
+	if !strings.Contains(first, "=") {
+		return Unknown
+	}
+	for i := 0; ; {
+		j := strings.Index(head[i:], "level=")
+		if j < 0 {
+			return Unknown
+		}
+		j += i
+		if j == 0 || head[j-1] == ' ' {
+			v := line[j+len("level="):]
+			v = v[:min(len(v), maxName+2)]
+			if strings.HasPrefix(v, `"`) {
+				v, _, _ = strings.Cut(v[1:], `"`)
+			} else {
+				v, _, _ = strings.Cut(v, " ")
+			}
+			return Parse(v)
+		}
+		i = j + 1
+	}
 }
 
 // bracketed reads "[LEVEL]" followed by a tab, a space or the end.

@@ -104,6 +104,15 @@ func TestDetect(t *testing.T) {
 		{"Ruby info, padded", "I, [2024-05-15T23:59:20.159000 #8]  INFO -- : hello", Info},
 		{"Ruby ANY", "A, [2024-05-15T23:59:20.159000 #8]   ANY -- : hm", Unknown},
 
+		{"Go slog text", "time=2024-05-15T23:59:20.159Z level=WARN msg=\"warn line\" requestId=" + id, Warn},
+		{"Go slog text, renamed keys", "timestamp=2024-05-15T23:59:20.159Z level=DEBUG message=\"debug line\"", Debug},
+		{"logrus text, quoted", `time="2024-05-15T23:59:20Z" level="error" msg="boom"`, Error},
+		{"logfmt, level first", "level=info msg=x", Info},
+		{"logfmt, level at the end", "msg=x level=fatal", Fatal},
+		{"logfmt, a key ending in level", "time=x loglevel=error msg=y", Unknown},
+		{"logfmt, unknown level", "time=x level=INFO+2 msg=y", Unknown},
+		{"prose that mentions level=", "set level=error now", Unknown},
+		{"logfmt, level past 128 bytes", "msg=" + strings.Repeat("x", 130) + " level=error", Unknown},
 		{"plain print", "hello world", Unknown},
 		{"empty", "", Unknown},
 		{"message that mentions a level", "an ERROR happened", Unknown},
@@ -152,6 +161,8 @@ func TestDetectDoesNotAllocate(t *testing.T) {
 		strings.Repeat("x", 10_000),
 		`{"level":"DEBUG","location":"handler:12","message":"x"}`,
 		`{"level":30,"time":1715817560159,"msg":"x"}`,
+		"time=2024-05-15T23:59:20.159Z level=WARN msg=x",
+		"msg=" + strings.Repeat("x", 10_000),
 		`{"msg":"` + strings.Repeat("x", 10_000) + `","level":"error"}`,
 	}
 	for _, line := range lines {

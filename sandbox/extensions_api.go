@@ -98,6 +98,7 @@ func (s *Sandbox) routes() http.Handler {
 	mux.HandleFunc("POST /2020-01-01/extension/init/error", func(w http.ResponseWriter, r *http.Request) { s.handleError(w, r, "init") })
 	mux.HandleFunc("POST /2020-01-01/extension/exit/error", func(w http.ResponseWriter, r *http.Request) { s.handleError(w, r, "exit") })
 	mux.HandleFunc("PUT /2022-07-01/telemetry", s.handleSubscribe)
+	s.runtimeRoutes(mux)
 	return mux
 }
 

@@ -52,6 +52,10 @@ type Function struct {
 	// (Powertools for AWS Lambda, pino). Text log format only: with the
 	// JSON format the lines are records as usual.
 	Raw bool
+	// Payload is the invocation's event, what the runtime process of
+	// Config.Runtime gets from /next ({} when empty). The fields above are
+	// the script's and unused then.
+	Payload []byte
 }
 
 // Line is one log line the function wrote: the time an extension is expected
@@ -70,7 +74,14 @@ type InvokeResult struct {
 	// tracing (Config.ActiveTracing), "" otherwise.
 	TraceHeader string
 	Deadline    time.Time
-	Lines       []Line
+	// Lines are the lines the function wrote during the invocation, as
+	// an extension is expected to ship them; with Config.Runtime, those
+	// its output made (on Managed Instances only while the invocation was
+	// the only one running).
+	Lines []Line
+	// Response is what the runtime process posted: its response, or with
+	// Status "error" its error.
+	Response []byte
 	// Status is the runtimeDone status.
 	Status string
 	// RuntimeDone is when the runtime finished; Next is when the last
@@ -109,6 +120,8 @@ type invocation struct {
 	reset string
 	// failure is the extension failure that ended the invocation, if any.
 	failure *ExtensionError
+	// answered is closed when the runtime process has answered (Config.Runtime).
+	answered chan struct{}
 }
 
 // Invoke runs one invocation the way Lambda does: thaw, platform.start and
@@ -140,7 +153,7 @@ func (s *Sandbox) Invoke(ctx context.Context, fn Function) (InvokeResult, error)
 // over is reset, a reset environment initialised anew, a snapshot restored.
 func (s *Sandbox) prepare(ctx context.Context) error {
 	s.mu.Lock()
-	ended, failed, needsInit := s.ended, s.failed, s.needsInit
+	ended, failed, needsInit, runtimeFailed := s.ended, s.failed, s.needsInit, s.runtimeFailed
 	s.mu.Unlock()
 	switch {
 	case ended:
@@ -148,7 +161,10 @@ func (s *Sandbox) prepare(ctx context.Context) error {
 	case failed != nil && s.cfg.Mode == ModeManagedInstances:
 		_, _ = s.reset(ctx, "failure") // terminates it
 		return failed
-	case failed != nil:
+	case runtimeFailed != nil && s.cfg.Mode == ModeManagedInstances:
+		_, _ = s.reset(ctx, "failure")
+		return runtimeFailed
+	case failed != nil || runtimeFailed != nil:
 		// Lambda resets as soon as an extension fails; the emulator does it
 		// when the environment is next needed.
 		if _, err := s.reset(ctx, "failure"); err != nil {
@@ -212,7 +228,7 @@ func (s *Sandbox) beginInvoke(fn Function) *invocation {
 func (s *Sandbox) invokeEvent(inv *invocation) []byte {
 	event := map[string]any{
 		"eventType": "INVOKE", "deadlineMs": inv.res.Deadline.UnixMilli(), "requestId": inv.res.RequestID,
-		"invokedFunctionArn": "arn:aws:lambda:" + s.cfg.Region + ":123456789012:function:" + s.cfg.FunctionName,
+		"invokedFunctionArn": s.functionARN(),
 	}
 	if inv.res.TraceHeader != "" {
 		event["tracing"] = map[string]string{"type": "X-Amzn-Trace-Id", "value": inv.res.TraceHeader}
@@ -228,18 +244,14 @@ func traceHeader(start time.Time, requestID string) string {
 	return "Root=1-" + strconv.FormatInt(start.Unix(), 16) + "-" + id[:24] + ";Parent=" + id[16:32] + ";Sampled=1"
 }
 
-// runRuntime runs the scripted function to its outcome and emits
-// platform.runtimeDone, as Lambda does when the runtime calls its next.
+// runRuntime runs the function, the runtime process or the script, to its
+// outcome and emits platform.runtimeDone, as Lambda does when the runtime
+// answers.
 func (s *Sandbox) runRuntime(ctx context.Context, inv *invocation) {
-	inv.res.Lines = s.runFunction(ctx, inv.fn, inv.res.RequestID, inv.res.Deadline)
-	switch inv.fn.Outcome {
-	case Error:
-		inv.status, inv.errorType = "error", "Function.Error"
-	case Crash:
-		inv.status, inv.errorType, inv.reset = "failure", "Runtime.ExitError", "failure"
-	case Timeout:
-		wait.Sleep(ctx, time.Until(inv.res.Deadline))
-		inv.status, inv.errorType, inv.reset = "timeout", "Sandbox.Timeout", "timeout"
+	if s.cfg.Runtime != nil {
+		s.runProcess(ctx, inv)
+	} else {
+		s.runScript(ctx, inv)
 	}
 	inv.res.Status = inv.status
 	inv.res.RuntimeDone = time.Now()
@@ -257,6 +269,20 @@ func (s *Sandbox) runRuntime(ctx context.Context, inv *invocation) {
 		rec["errorType"] = inv.errorType
 	}
 	s.emitPlatform("platform.runtimeDone", rec)
+}
+
+// runScript runs the scripted function to its outcome.
+func (s *Sandbox) runScript(ctx context.Context, inv *invocation) {
+	inv.res.Lines = s.runFunction(ctx, inv.fn, inv.res.RequestID, inv.res.Deadline)
+	switch inv.fn.Outcome {
+	case Error:
+		inv.status, inv.errorType = "error", "Function.Error"
+	case Crash:
+		inv.status, inv.errorType, inv.reset = "failure", "Runtime.ExitError", "failure"
+	case Timeout:
+		wait.Sleep(ctx, time.Until(inv.res.Deadline))
+		inv.status, inv.errorType, inv.reset = "timeout", "Sandbox.Timeout", "timeout"
+	}
 }
 
 // awaitNext waits until every extension given the INVOKE is back in /next,
@@ -288,7 +314,15 @@ func (s *Sandbox) awaitNext(ctx context.Context, inv *invocation) {
 	}
 	s.mu.Unlock()
 	var failed *ExtensionError
+	var runtimeFailed *RuntimeError
 	switch {
+	case errors.As(err, &runtimeFailed):
+		// The runtime exited after it answered: Lambda resets at once.
+		s.mu.Lock()
+		s.runtimeFailed = nil
+		s.mu.Unlock()
+		inv.res.Next = time.Now()
+		inv.reset = "failure"
 	case errors.As(err, &failed):
 		// Lambda fails the invocation and resets at once
 		// (docs/lambda-runtime-contract.md#reset-after-a-failure).
@@ -397,18 +431,26 @@ func (s *Sandbox) runFunction(ctx context.Context, fn Function, requestID string
 			text = stamp + "\t" + level + "\t" + msg + "\n"
 		}
 		ev := s.emit("function", captured, text, "")
-		lines = append(lines, Line{Time: ev.time.Truncate(time.Millisecond), Text: strings.TrimSuffix(text, "\n")})
+		line := Line{Time: ev.time.Truncate(time.Millisecond), Text: strings.TrimSuffix(text, "\n")}
+		if obj := jsonObject(line.Text); obj != "" {
+			line.Time = ownTimestamp(obj, ev.time) // a raw JSON line's own timestamp
+		}
+		lines = append(lines, line)
 	}
 	return lines
 }
 
-// memoryUsedMB reads the extensions' peak resident memory (VmHWM).
+// memoryUsedMB reads the extensions' and the runtime process's peak
+// resident memory (VmHWM); a scripted runtime counts a nominal 30 MB.
 func (s *Sandbox) memoryUsedMB() int64 {
 	var total int64
 	for _, pid := range s.PIDs() {
 		total += vmHWMKiB(pid)
 	}
-	return total/1024 + 30 // plus a nominal runtime
+	if pid := s.RuntimePID(); pid != 0 {
+		return total/1024 + vmHWMKiB(pid)/1024
+	}
+	return total/1024 + 30
 }
 
 func (s *Sandbox) usable() error {
@@ -457,6 +499,7 @@ func (s *Sandbox) Restore(ctx context.Context) error {
 		"functionName": s.cfg.FunctionName, "functionVersion": "$LATEST", "runtimeVersion": "emulated.v1",
 		"instanceMaxMemory": s.cfg.MemoryMB,
 	})
+	s.restoreRuntime(ctx)
 	s.emitPlatform("platform.restoreRuntimeDone", map[string]any{"status": "success"})
 	d := time.Since(start)
 	s.mu.Lock()

@@ -13,8 +13,9 @@ import (
 // newline yet, so that one endless line cannot hold memory without bound.
 const maxOutputLine = 1 << 20
 
-// output is the pipe that carries one extension's stdout and stderr, as
-// Lambda captures both, and the state its reader shares with sync.
+// output is a pipe the emulator captures (an extension's stdout and stderr,
+// as Lambda captures both; the runtime's, and its telemetry log fd), and the
+// state its reader shares with sync.
 type output struct {
 	r *os.File
 	// syncs hands sync's acknowledgement to the reader, which closes it once
@@ -61,19 +62,28 @@ func (o *output) sync(timeout time.Duration) {
 // the telemetry stream (type "extension"), as Lambda does, until the pipe
 // ends; it answers sync between reads.
 func (s *Sandbox) capture(e *extension) {
-	defer close(e.out.done)
-	defer e.out.r.Close()
+	e.out.read(func(data []byte, atEOF bool) []byte {
+		return splitLines(data, atEOF, func(line []byte) { s.captureLine(e, string(line)) })
+	})
+}
+
+// read hands what the pipe carries to split, which consumes what it can
+// (whole lines, whole frames) and returns the rest, until the pipe ends
+// (then atEOF is set); it answers sync between reads.
+func (o *output) read(split func(data []byte, atEOF bool) []byte) {
+	defer close(o.done)
+	defer o.r.Close()
 	buf := make([]byte, 64<<10)
 	var partial []byte
 	for {
-		n, err := e.out.r.Read(buf)
-		partial = s.captureLines(e, append(partial, buf[:n]...))
+		n, err := o.r.Read(buf)
+		partial = split(append(partial, buf[:n]...), false)
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
-			partial = s.answerSync(e, buf, partial)
+			partial = o.answerSync(buf, partial, split)
 		case err != nil:
 			if len(partial) > 0 {
-				s.captureLine(e, string(partial))
+				split(partial, true)
 			}
 			return
 		}
@@ -82,17 +92,17 @@ func (s *Sandbox) capture(e *extension) {
 
 // answerSync captures what the pipe holds now without waiting for more, then
 // acknowledges the sync that interrupted the read.
-func (s *Sandbox) answerSync(e *extension, buf, partial []byte) []byte {
+func (o *output) answerSync(buf, partial []byte, split func([]byte, bool) []byte) []byte {
 	var ack chan struct{}
 	select {
-	case ack = <-e.out.syncs:
+	case ack = <-o.syncs:
 	default:
 	}
-	_ = e.out.r.SetReadDeadline(time.Time{})
+	_ = o.r.SetReadDeadline(time.Time{})
 	// The pipe holds bytes, so Read returns them at once.
-	for pipeBuffered(e.out.r) > 0 {
-		n, err := e.out.r.Read(buf)
-		partial = s.captureLines(e, append(partial, buf[:n]...))
+	for pipeBuffered(o.r) > 0 {
+		n, err := o.r.Read(buf)
+		partial = split(append(partial, buf[:n]...), false)
 		if err != nil {
 			break
 		}
@@ -103,18 +113,20 @@ func (s *Sandbox) answerSync(e *extension, buf, partial []byte) []byte {
 	return partial
 }
 
-// captureLines captures every complete line of data and returns the rest.
-func (s *Sandbox) captureLines(e *extension, data []byte) []byte {
+// splitLines hands every complete line of data to line and returns the
+// rest; at the end of the pipe, or past maxOutputLine, the rest is a line
+// too.
+func splitLines(data []byte, atEOF bool, line func([]byte)) []byte {
 	for {
 		i := bytes.IndexByte(data, '\n')
 		if i < 0 {
 			break
 		}
-		s.captureLine(e, string(data[:i]))
+		line(data[:i])
 		data = data[i+1:]
 	}
-	if len(data) >= maxOutputLine {
-		s.captureLine(e, string(data))
+	if len(data) >= maxOutputLine || atEOF && len(data) > 0 {
+		line(data)
 		return nil
 	}
 	return data

@@ -43,7 +43,8 @@ func (s *Sandbox) Shutdown(ctx context.Context, reason string) (ShutdownResult, 
 // shutDown runs the shutdown phase: thaw, flush queued telemetry (at most
 // 1 s), send SHUTDOWN with a deadline ShutdownTimeout away to the
 // extensions registered for it (the others are killed at once), keep
-// delivering telemetry, and SIGKILL whatever still runs at the deadline
+// delivering telemetry, and SIGKILL whatever still runs at the deadline.
+// The runtime process goes first: SIGTERM, then SIGKILL 300 ms later
 // (docs/lambda-runtime-contract.md#shutdown). The emulator itself stays up.
 func (s *Sandbox) shutDown(ctx context.Context, reason string) (ShutdownResult, error) {
 	s.thaw()
@@ -51,6 +52,7 @@ func (s *Sandbox) shutDown(ctx context.Context, reason string) (ShutdownResult, 
 
 	start := time.Now()
 	res := ShutdownResult{Reason: reason, Deadline: start.Add(s.cfg.ShutdownTimeout), ExitCodes: map[string]int{}}
+	s.stopRuntime(res.Deadline)
 	payload, _ := json.Marshal(map[string]any{"eventType": "SHUTDOWN", "shutdownReason": reason, "deadlineMs": res.Deadline.UnixMilli()})
 	s.mu.Lock()
 	exts := append([]*extension(nil), s.exts...)
@@ -103,6 +105,7 @@ func (s *Sandbox) killAll() {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
 		}
 	}
+	s.signalRuntime(syscall.SIGKILL)
 }
 
 // reset ends the environment after a failure as Lambda does
@@ -132,6 +135,7 @@ func (s *Sandbox) retire() {
 		s.retired = s.retired.plus(sub.stats())
 	}
 	s.exts, s.subs, s.initEvents = nil, nil, nil
+	s.rt, s.runtimeFailed = nil, nil
 	s.internal, s.invokes = 0, 0
 	s.registrationClosed, s.subscriptionClosed, s.frozen, s.restored = false, false, false, false
 	s.failed = nil

@@ -5,9 +5,10 @@
 // (docs/lambda-runtime-contract.md#what-a-faithful-emulator-does).
 //
 // The extensions are real processes, exec'd from a directory as Lambda does
-// from /opt/extensions. The function is scripted inside the emulator: it
-// writes log lines, finishes, and the platform events follow. Every step is
-// measured the way Lambda bills it.
+// from /opt/extensions. The function is either scripted inside the emulator
+// (it writes log lines, finishes, and the platform events follow), or a real
+// runtime process (Config.Runtime) served the Runtime API, frozen and reset
+// with the extensions. Every step is measured the way Lambda bills it.
 package sandbox
 
 import (
@@ -19,15 +20,13 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/lambda-loki/grafana-loki-extension/internal/wait"
+	"github.com/lambda-loki/grafana-loki-extension/internal/runtimes"
 )
 
 // Mode is the kind of execution environment.
@@ -70,6 +69,17 @@ type Config struct {
 	// deadline (default 2 s, as with external extensions).
 	InitTimeout     time.Duration
 	ShutdownTimeout time.Duration
+	// Runtime, if set, is a real runtime process that runs as the function
+	// instead of the script: it is exec'd at init with Lambda's environment
+	// and served the Runtime API; Invoke hands it Function.Payload and
+	// ends when it answers (docs/lambda-runtime-contract.md#runtime-api).
+	// Its output becomes function records. RuntimeInit and InitLines are
+	// then unused, and so are Function's scripted fields.
+	Runtime *runtimes.Function
+	// LogLevel is the function's application log level with the JSON
+	// format (AWS_LAMBDA_LOG_LEVEL for the runtime): TRACE, DEBUG, INFO,
+	// WARN, ERROR or FATAL; unset by default.
+	LogLevel string
 	// RuntimeInit is how long the scripted runtime takes to initialise.
 	RuntimeInit time.Duration
 	// InitLines are log lines the function writes while its runtime
@@ -79,7 +89,9 @@ type Config struct {
 	// CaptureLag is how much later than the runtime's own clock Lambda stamps
 	// a function event's time. A JSON-format record keeps the runtime's
 	// timestamp, so a lag tells the two apart
-	// (docs/lambda-runtime-contract.md#text-and-json-records).
+	// (docs/lambda-runtime-contract.md#text-and-json-records). With
+	// Config.Runtime it delays the lines of its stdout and stderr; the
+	// frames of its telemetry log fd carry their own time.
 	CaptureLag time.Duration
 	// LogFormat is "text" (default) or "json".
 	LogFormat string
@@ -89,7 +101,9 @@ type Config struct {
 	ActiveTracing bool
 	// Mode is the kind of environment.
 	Mode Mode
-	// Env is added to the extensions' environment (KEY=value).
+	// Env is added to the extensions' environment (KEY=value), and to the
+	// runtime process's: they are the function's variables, which Lambda
+	// gives both.
 	Env []string
 	// ExtensionOutput receives the extensions' stdout and stderr. May be nil.
 	ExtensionOutput io.Writer
@@ -204,6 +218,10 @@ type Sandbox struct {
 	restored        bool
 	restoreDuration time.Duration
 	output          strings.Builder // the extensions' output, bounded
+	// rt is the runtime process (Config.Runtime) of this environment;
+	// runtimeFailed its exit outside SHUTDOWN, not reset from yet.
+	rt            *runtimeProc
+	runtimeFailed *RuntimeError
 
 	// startProcess replaces cmd.Start in tests that need a slow exec.
 	startProcess func(*exec.Cmd) error
@@ -332,16 +350,18 @@ func (s *Sandbox) init(ctx context.Context, timeout time.Duration) error {
 	})
 	// Gate 2: the runtime initialises and asks for its first invocation.
 	initStart := time.Now()
-	if len(s.cfg.InitLines) > 0 {
-		lines := s.runFunction(ctx, Function{Messages: s.cfg.InitLines}, "", initStart.Add(timeout))
-		s.mu.Lock()
-		s.initLines = lines
-		s.mu.Unlock()
+	runtimeDone := map[string]any{"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success"}
+	var failed *RuntimeError
+	if err := s.initFunction(ctx, initStart, initStart.Add(timeout)); errors.As(err, &failed) {
+		runtimeDone["status"], runtimeDone["errorType"] = "error", failed.Type
+		s.emitPlatform("platform.initRuntimeDone", runtimeDone)
+		s.emitPlatform("platform.initReport", map[string]any{"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase,
+			"status": "error", "errorType": failed.Type, "metrics": map[string]any{"durationMs": ms(time.Since(start))}})
+		return err
+	} else if err != nil {
+		return err
 	}
-	wait.Sleep(ctx, s.cfg.RuntimeInit-time.Since(initStart))
-	s.emitPlatform("platform.initRuntimeDone", map[string]any{
-		"initializationType": s.cfg.Mode.initializationType(), "phase": s.initPhase, "status": "success",
-	})
+	s.emitPlatform("platform.initRuntimeDone", runtimeDone)
 	s.mu.Lock()
 	s.registrationClosed = true
 	s.mu.Unlock()
@@ -363,131 +383,15 @@ func (s *Sandbox) init(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// launch execs every executable file of ExtensionsDir in lexical order,
-// each in its own process group.
-func (s *Sandbox) launch() error {
-	entries, err := os.ReadDir(s.cfg.ExtensionsDir)
-	if err != nil {
-		return fmt.Errorf("sandbox: reading extensions dir: %w", err)
-	}
-	sort.Slice(entries, func(i, j int) bool { return entries[i].Name() < entries[j].Name() })
-	for _, de := range entries {
-		info, err := de.Info()
-		if err != nil || !info.Mode().IsRegular() || info.Mode().Perm()&0o111 == 0 {
-			continue
-		}
-		if err := s.launchOne(de.Name()); err != nil {
-			return err
-		}
-	}
-	if len(s.exts) == 0 {
-		return fmt.Errorf("sandbox: no executable extension in %s", s.cfg.ExtensionsDir)
-	}
-	return nil
-}
-
-// launchOne execs one extension with its output captured and its exit
-// watched.
-func (s *Sandbox) launchOne(name string) error {
-	e := &extension{name: name, events: make(chan []byte, 1), exited: make(chan struct{})}
-	e.cmd = exec.Command(filepath.Join(s.cfg.ExtensionsDir, name))
-	e.cmd.Env = s.extensionEnv()
-	e.cmd.Dir = s.tempDir
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	// A pipe of the emulator's own, not StdoutPipe: Wait would close that
-	// one, and sync needs a pollable *os.File.
-	r, w, err := os.Pipe()
-	if err != nil {
-		return fmt.Errorf("sandbox: %w", err)
-	}
-	e.cmd.Stdout, e.cmd.Stderr = w, w
-	e.out = newOutput(r)
-	// Under the lock: the extension may register before the exec call
-	// returns, and its registration must find it launched (else it is taken
-	// for an internal extension, refused, and the init hangs).
-	s.mu.Lock()
-	err = s.exec(e.cmd)
-	if err == nil {
-		s.exts = append(s.exts, e)
-	}
-	s.mu.Unlock()
-	w.Close()
-	if err != nil {
-		r.Close()
-		return fmt.Errorf("sandbox: exec %s: %w", name, err)
-	}
-	go s.capture(e)
-	go s.watch(e)
-	go e.sampleRSS()
-	return nil
-}
-
-// exec starts an extension's process: cmd.Start, or startProcess if a test
-// set one.
-func (s *Sandbox) exec(cmd *exec.Cmd) error {
-	if s.startProcess != nil {
-		return s.startProcess(cmd)
-	}
-	return cmd.Start()
-}
-
-func (s *Sandbox) extensionEnv() []string {
-	env := []string{
-		"PATH=/usr/local/bin:/usr/bin:/bin",
-		"HOME=" + s.tempDir, "TMPDIR=" + s.tempDir, "TZ=:UTC", "LANG=en_US.UTF-8",
-		"AWS_LAMBDA_RUNTIME_API=" + s.addr,
-		"AWS_LAMBDA_FUNCTION_NAME=" + s.cfg.FunctionName,
-		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
-		fmt.Sprintf("AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%d", s.cfg.MemoryMB),
-		"AWS_REGION=" + s.cfg.Region, "AWS_DEFAULT_REGION=" + s.cfg.Region,
-		"AWS_LAMBDA_INITIALIZATION_TYPE=" + s.cfg.Mode.initializationType(),
-	}
-	if s.cfg.LogFormat == "json" {
-		env = append(env, "AWS_LAMBDA_LOG_FORMAT=JSON")
-	}
-	return append(env, s.cfg.Env...)
-}
-
-// watch waits for an extension to exit. Any exit outside SHUTDOWN, even
-// with status 0, fails the environment
-// (docs/lambda-runtime-contract.md#reset-after-a-failure): as the init or exit
-// error the extension reported first, or else as an Extension.Crash.
-func (s *Sandbox) watch(e *extension) {
-	<-e.out.done
-	err := e.cmd.Wait()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	e.exitErr = err
-	e.exitedAt = time.Now()
-	if !e.shuttingDown {
-		failure := e.reported
-		if failure == nil {
-			failure = &ExtensionError{Extension: e.name, Type: "Extension.Crash", Message: fmt.Sprintf("exited outside SHUTDOWN: %v", processStatus(e.cmd))}
-		}
-		s.failures = append(s.failures, failure)
-		if s.failed == nil {
-			s.failed = failure
-		}
-	}
-	e.state = stateExited
-	close(e.exited)
-	s.broadcast()
-}
-
-func processStatus(cmd *exec.Cmd) string {
-	if cmd.ProcessState == nil {
-		return "unknown"
-	}
-	return cmd.ProcessState.String()
-}
-
 // waitFor blocks until cond (evaluated under s.mu) holds, an extension
-// fails (exits outside SHUTDOWN, or reports an init error), or ctx ends.
+// fails (exits outside SHUTDOWN, or reports an init error), the runtime
+// process exits, or ctx ends.
 func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) error {
 	for {
 		s.mu.Lock()
 		ok := cond()
 		failed := s.failed
+		runtimeFailed := s.runtimeFailed
 		var reported *ExtensionError
 		for _, e := range s.exts {
 			if e.reported != nil && e.reported.Type == "Extension.InitError" {
@@ -501,6 +405,8 @@ func (s *Sandbox) waitFor(ctx context.Context, what string, cond func() bool) er
 			return reported
 		case failed != nil:
 			return failed
+		case runtimeFailed != nil:
+			return runtimeFailed
 		case ok:
 			return nil
 		}
@@ -519,7 +425,8 @@ func (s *Sandbox) broadcast() {
 }
 
 // freeze stops telemetry delivery and SIGSTOPs every extension's process
-// group, as Lambda freezes the sandbox once everyone has called /next.
+// group and the runtime's, as Lambda freezes the sandbox once everyone has
+// called /next.
 func (s *Sandbox) freeze() {
 	s.mu.Lock()
 	if s.frozen || s.ended {
@@ -537,7 +444,9 @@ func (s *Sandbox) freeze() {
 			running = append(running, e)
 		}
 	}
+	s.signalRuntime(syscall.SIGSTOP)
 	s.mu.Unlock()
+	s.syncRuntimeOutput()
 	// What an extension wrote before it called /next belongs before the
 	// freeze: capture it now, not whenever the pipe's reader gets to it.
 	for _, e := range running {
@@ -557,6 +466,7 @@ func (s *Sandbox) thaw() {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)
 		}
 	}
+	s.signalRuntime(syscall.SIGCONT)
 	for _, sub := range s.subs {
 		sub.pause(false)
 	}
@@ -569,7 +479,7 @@ func (s *Sandbox) Frozen() bool {
 	return s.frozen
 }
 
-// Close kills every extension and stops the emulator. It is safe to call
+// Close kills every extension and the runtime, and stops the emulator. It is safe to call
 // more than once and after Shutdown.
 func (s *Sandbox) Close() {
 	s.mu.Lock()
@@ -580,6 +490,11 @@ func (s *Sandbox) Close() {
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
 			_ = syscall.Kill(-e.cmd.Process.Pid, syscall.SIGCONT)
 		}
+	}
+	if s.rt != nil {
+		s.rt.shuttingDown = true
+		s.signalRuntime(syscall.SIGKILL)
+		s.signalRuntime(syscall.SIGCONT)
 	}
 	exts := slices.Clone(s.exts)
 	subs := slices.Clone(s.subs)

@@ -17,8 +17,10 @@ import (
 // format sends a string, kept as written less one trailing newline; JSON log
 // format sends an object, shipped as one compact JSON line with all its keys
 // and stamped with its own timestamp. Any other shape is shipped as its raw
-// JSON text, so nothing the function wrote is silently lost. requestID is
-// the record's own requestId, when it has one.
+// JSON text, so nothing the function wrote is silently lost. A text record
+// that is itself one JSON object is kept as written but read like an object
+// record for its timestamp, level and request. requestID is the record's own
+// top-level requestId, when it has one.
 func recordEntry(ev *Event, stream loki.StreamType, received time.Time) (e loki.Entry, requestID string) {
 	e = loki.Entry{Stream: stream}
 	t, ok := parseTime(ev.Time)
@@ -34,29 +36,51 @@ func recordEntry(ev *Event, stream loki.StreamType, received time.Time) (e loki.
 	case '"':
 		if s, ok := unquoteJSONString(raw); ok {
 			e.Line = strings.TrimSuffix(s, "\n")
-			return e, ""
+			if isObjectText(e.Line) {
+				// A text record that is a JSON object (a structured logger
+				// printing its own JSON, as on Managed Instances, where text
+				// lines of concurrent invocations interleave) names its own
+				// request; the line is kept as written.
+				requestID = objectFields(&e, []byte(e.Line))
+			}
+			return e, requestID
 		}
 	case '{':
-		// Each key is read on its own: a logger that writes a numeric
-		// level (pino, bunyan) or an epoch timestamp must not cost the
-		// record the other one.
-		var fields struct {
-			Timestamp json.RawMessage `json:"timestamp"`
-			Level     json.RawMessage `json:"level"`
-			RequestID string          `json:"requestId"`
-		}
-		if err := json.Unmarshal(raw, &fields); err == nil {
-			if ts, ok := recordTime(fields.Timestamp); ok {
-				e.Time = ts
-			}
-			e.Level = recordLevel(fields.Level)
-			if len(fields.RequestID) <= loki.MaxRequestIDBytes {
-				requestID = fields.RequestID
-			}
-		}
+		requestID = objectFields(&e, raw)
 	}
 	e.Line = compactJSON(raw)
 	return e, requestID
+}
+
+// isObjectText reports whether a text line looks like one JSON object, so
+// that only such lines pay for decoding.
+func isObjectText(line string) bool {
+	line = strings.TrimSpace(line)
+	return len(line) >= 2 && line[0] == '{' && line[len(line)-1] == '}'
+}
+
+// objectFields reads a JSON object's top-level timestamp and level into e
+// and returns its requestId ("" if absent, too long, or raw is not an
+// object). Each key is read on its own: a logger that writes a numeric
+// level (pino, bunyan) or an epoch timestamp must not cost the record the
+// other one.
+func objectFields(e *loki.Entry, raw []byte) (requestID string) {
+	var fields struct {
+		Timestamp json.RawMessage `json:"timestamp"`
+		Level     json.RawMessage `json:"level"`
+		RequestID string          `json:"requestId"`
+	}
+	if err := json.Unmarshal(raw, &fields); err != nil {
+		return ""
+	}
+	if ts, ok := recordTime(fields.Timestamp); ok {
+		e.Time = ts
+	}
+	e.Level = recordLevel(fields.Level)
+	if len(fields.RequestID) <= loki.MaxRequestIDBytes {
+		requestID = fields.RequestID
+	}
+	return requestID
 }
 
 // recordTime reads a JSON record's timestamp: a string as parseTime reads

@@ -72,6 +72,57 @@ func TestRecordEntry(t *testing.T) {
 	}
 }
 
+// A text record that is one JSON object (a structured logger printing its
+// own JSON in text format, which is how Managed Instances functions tell
+// their concurrent invocations apart) is kept as written, but its top-level
+// requestId, level and timestamp count as a JSON-format record's do.
+func TestTextRecordThatIsAnObject(t *testing.T) {
+	ms := time.Date(2022, 10, 12, 0, 0, 15, 64_000_000, time.UTC)
+	own := time.Date(2022, 10, 12, 0, 3, 50, 0, time.UTC)
+	tests := []struct {
+		name, record      string // the record's JSON string literal
+		wantLine          string
+		wantTime          time.Time
+		wantLevel, wantID string
+	}{
+		{"top-level keys count; the line stays as written",
+			`"{\"timestamp\": \"2022-10-12T00:03:50.000Z\", \"level\":\"WARN\",\"requestId\":\"79b4\",\"message\":\"m\"}\n"`,
+			`{"timestamp": "2022-10-12T00:03:50.000Z", "level":"WARN","requestId":"79b4","message":"m"}`, own, "WARN", "79b4"},
+		{"a numeric level and an epoch timestamp",
+			`"{\"timestamp\":1665533030000,\"level\":50,\"requestId\":\"79b4\"}"`,
+			`{"timestamp":1665533030000,"level":50,"requestId":"79b4"}`, own, "error", "79b4"},
+		{"white space around the object",
+			`"  {\"requestId\":\"79b4\"}  \n"`, `  {"requestId":"79b4"}  `, ms, "", "79b4"},
+		{"a requestId only in a nested object does not count",
+			`"{\"level\":\"INFO\",\"ctx\":{\"requestId\":\"79b4\",\"timestamp\":\"2022-10-12T00:03:50.000Z\"}}"`,
+			`{"level":"INFO","ctx":{"requestId":"79b4","timestamp":"2022-10-12T00:03:50.000Z"}}`, ms, "INFO", ""},
+		{"a requestId inside a message does not count",
+			`"{\"message\":\"\\\"requestId\\\":\\\"79b4\\\"\"}"`,
+			`{"message":"\"requestId\":\"79b4\""}`, ms, "", ""},
+		{"braces that are not JSON stay plain text",
+			`"{not json, requestId: 79b4}\n"`, `{not json, requestId: 79b4}`, ms, "", ""},
+		{"an object followed by more text stays plain text",
+			`"{\"requestId\":\"79b4\"} and {\"level\":\"INFO\"}"`, `{"requestId":"79b4"} and {"level":"INFO"}`, ms, "", ""},
+		{"a requestId of the wrong type makes the object count for nothing, as in a JSON-format record",
+			`"{\"requestId\":42,\"level\":\"INFO\"}"`, `{"requestId":42,"level":"INFO"}`, ms, "", ""},
+		{"a text line with the runtime's prefix is not an object",
+			`"2022-10-12T00:03:50.000Z\t79b4\tINFO\t{\"requestId\":\"x\"}\n"`,
+			"2022-10-12T00:03:50.000Z\t79b4\tINFO\t{\"requestId\":\"x\"}", ms, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ev Event
+			if err := json.Unmarshal([]byte(`{"time":"2022-10-12T00:00:15.064Z","type":"function","record":`+tt.record+`}`), &ev); err != nil {
+				t.Fatal(err)
+			}
+			e, id := recordEntry(&ev, loki.StreamFunction, time.Now())
+			if e.Line != tt.wantLine || !e.Time.Equal(tt.wantTime) || e.Level != tt.wantLevel || id != tt.wantID {
+				t.Errorf("got line %q time %s level %q request %q", e.Line, e.Time.Format(time.RFC3339Nano), e.Level, id)
+			}
+		})
+	}
+}
+
 func TestParseLambdaMillisAgreesWithTimeParse(t *testing.T) {
 	for _, s := range []string{"2022-10-12T00:00:15.064Z", "1999-12-31T23:59:59.999Z", "2024-02-29T12:00:00.000Z"} {
 		want, err := time.Parse(time.RFC3339Nano, s)

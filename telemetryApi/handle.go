@@ -95,8 +95,8 @@ func (l *Listener) handle(events []Event, received time.Time) {
 }
 
 // lineEntry turns a function or extension record into an entry of the
-// invocation it belongs to: the one its JSON record names, or else the one
-// running when it was written.
+// invocation it belongs to: the one its JSON record (or text line that is a
+// JSON object) names, or else the one running when it was written.
 func (l *Listener) lineEntry(ev *Event, stream loki.StreamType, received time.Time) loki.Entry {
 	e, requestID := recordEntry(ev, stream, received)
 	inv := l.invocations.current

@@ -109,8 +109,9 @@ func TestDropsOfAnEarlierInvocationDoNotEndTheWait(t *testing.T) {
 
 // Every entry says which invocation it belongs to, and its trace when the
 // function is traced (Loki structured metadata): the record's own requestId
-// in JSON format, else the invocation running; none for init lines. Two
-// invocations interleaved in one batch (adaptive mode) keep theirs apart.
+// in JSON format or in a text line that is a JSON object (top level only),
+// else the invocation running; none for init lines. Two invocations
+// interleaved in one batch (adaptive mode) keep theirs apart.
 func TestEntriesCarryTheirInvocation(t *testing.T) {
 	const trace1 = `"tracing":{"type":"X-Amzn-Trace-Id","value":"Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"}`
 	batch := `[
@@ -123,7 +124,11 @@ func TestEntriesCarryTheirInvocation(t *testing.T) {
 	{"time":"2024-01-01T00:00:00.006Z","type":"platform.report","record":{"requestId":"r1","status":"success","metrics":{"durationMs":1}}},
 	{"time":"2024-01-01T00:00:00.007Z","type":"function","record":"text of r2\n"},
 	{"time":"2024-01-01T00:00:00.008Z","type":"function","record":{"timestamp":"2024-01-01T00:00:00.008Z","level":"INFO","requestId":"r1","message":"late json of r1"}},
-	{"time":"2024-01-01T00:00:00.009Z","type":"platform.runtimeDone","record":{"requestId":"r2","status":"success"}}]`
+	{"time":"2024-01-01T00:00:00.009Z","type":"platform.runtimeDone","record":{"requestId":"r2","status":"success"}},
+	{"time":"2024-01-01T00:00:00.010Z","type":"platform.start","record":{"requestId":"r3"}},
+	{"time":"2024-01-01T00:00:00.011Z","type":"function","record":"{\"timestamp\":\"2024-01-01T00:00:00.011Z\",\"level\":\"INFO\",\"requestId\":\"r1\",\"message\":\"text json of r1\"}\n"},
+	{"time":"2024-01-01T00:00:00.012Z","type":"function","record":"{\"level\":\"INFO\",\"ctx\":{\"requestId\":\"r1\"},\"message\":\"nested id\"}\n"},
+	{"time":"2024-01-01T00:00:00.013Z","type":"platform.runtimeDone","record":{"requestId":"r3","status":"success"}}]`
 	const wantTrace = "5759e988bd862e3fe1be46a994272793"
 	tests := []struct {
 		name       string
@@ -135,9 +140,11 @@ func TestEntriesCarryTheirInvocation(t *testing.T) {
 			`"message":"json of r1"`: {"r1", wantTrace}, "END RequestId: r1": {"r1", wantTrace},
 			"START RequestId: r2": {"r2", ""}, "REPORT RequestId: r1": {"r1", wantTrace}, "text of r2": {"r2", ""},
 			`"message":"late json of r1"`: {"r1", wantTrace}, "END RequestId: r2": {"r2", ""},
+			`"message":"text json of r1"`: {"r1", wantTrace}, `"message":"nested id"`: {"r3", ""},
 		}},
-		{"Managed Instances: text lines name no invocation", true, map[string][2]string{
+		{"Managed Instances: text lines name no invocation unless they are objects that do", true, map[string][2]string{
 			"text of r1": {"", ""}, `"message":"json of r1"`: {"r1", wantTrace}, "text of r2": {"", ""},
+			`"message":"text json of r1"`: {"r1", wantTrace}, `"message":"nested id"`: {"", ""},
 		}},
 	}
 	for _, tt := range tests {
