@@ -20,6 +20,9 @@ type flavour struct {
 	errorType string
 	// traceKey is the /error body's stack trace field.
 	traceKey string
+	// errorRecord tells whether r is the runtime's log record of the
+	// handler's "boom m-fail" error, in the format opts chose.
+	errorRecord func(opts runOptions, r record) bool
 }
 
 // Frame level bits on the telemetry fd, the same in both runtime clients.
@@ -34,6 +37,13 @@ var typeScriptFlavour = flavour{
 	},
 	errorType: "Error",
 	traceKey:  "trace", // Node.js's runtime client names it so
+	errorRecord: func(opts runOptions, r record) bool {
+		if opts.format == "JSON" { // the error object as the message
+			m, _ := r.fields["message"].(map[string]any)
+			return r.level == "ERROR" && m["errorMessage"] == "boom m-fail" && m["errorType"] == "Error"
+		}
+		return r.level == "ERROR" && strings.HasPrefix(r.message, "Invoke Error \t{") && strings.Contains(r.message, `"errorMessage":"boom m-fail"`)
+	},
 }
 
 var pythonFlavour = flavour{
@@ -43,6 +53,16 @@ var pythonFlavour = flavour{
 	structured: func(m string) string { return "structured line " + m },
 	errorType:  "Exception",
 	traceKey:   "stackTrace",
+	errorRecord: func(opts runOptions, r record) bool {
+		if opts.format == "JSON" {
+			return r.level == "ERROR" && r.fields["errorMessage"] == "boom m-fail" && r.fields["errorType"] == "Exception"
+		}
+		sep := "\r" // one line on stdout
+		if opts.fd {
+			sep = "\n" // one frame
+		}
+		return strings.HasPrefix(r.raw, "[ERROR] Exception: boom m-fail"+sep+"Traceback (most recent call last):"+sep+"\u00a0\u00a0File ")
+	},
 }
 
 // specLine is one line the spec has every function write.
@@ -227,12 +247,8 @@ func checkError(t *testing.T, f flavour, opts runOptions, recs []record, post ap
 		if !strings.Contains(r.raw, "boom m-fail") {
 			continue
 		}
-		level := r.level
-		if !r.parsed && strings.HasPrefix(r.raw, "[ERROR] ") { // Python's error record
-			level = "ERROR"
-		}
-		if level != "ERROR" || (opts.fd && r.frameType&0x1c != frameLevel["error"]) {
-			t.Errorf("error record %q (frame type %#x) is not at level ERROR", r.raw, r.frameType)
+		if !f.errorRecord(opts, r) || (opts.fd && r.frameType&0x1c != frameLevel["error"]) {
+			t.Errorf("error record %q (frame type %#x) is not the runtime's ERROR record of the error", r.raw, r.frameType)
 		}
 		return
 	}

@@ -54,12 +54,30 @@ func TypeScript(ctx context.Context, progress io.Writer) (Function, error) {
 	if err != nil {
 		return Function{}, err
 	}
+	// Two cache entries: the dependencies (minutes to build) depend on the
+	// lock file and Node.js only, so a change to the handler compiles again
+	// in seconds without rebuilding them.
+	deps, err := stage(ctx, stageSpec{
+		name:  "typescript-deps",
+		src:   src,
+		files: []string{"package.json", "package-lock.json"},
+		key:   "node " + strings.TrimSpace(string(version)),
+		build: func(ctx context.Context, dir string) error { return installDeps(ctx, dir, progress) },
+	})
+	if err != nil {
+		return Function{}, err
+	}
 	dir, err := stage(ctx, stageSpec{
 		name:  "typescript",
 		src:   src,
 		files: []string{"package.json", "package-lock.json", "tsconfig.json", "src"},
-		key:   "node " + strings.TrimSpace(string(version)),
-		build: func(ctx context.Context, dir string) error { return buildTypeScript(ctx, dir, progress) },
+		key:   deps,
+		build: func(ctx context.Context, dir string) error {
+			if err := os.Symlink(filepath.Join(deps, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
+				return fmt.Errorf("linking the TypeScript function's dependencies: %w", err)
+			}
+			return runLogged(ctx, dir, nil, filepath.Join(dir, "node_modules", ".bin", "tsc"), "-p", ".")
+		},
 	})
 	if err != nil {
 		return Function{}, err
@@ -73,25 +91,23 @@ func TypeScript(ctx context.Context, progress io.Writer) (Function, error) {
 	}, nil
 }
 
-func buildTypeScript(ctx context.Context, dir string, progress io.Writer) error {
+// installDeps runs npm ci in dir, which compiles aws-lambda-ric's native part.
+func installDeps(ctx context.Context, dir string, progress io.Writer) error {
 	for _, tool := range nativeTools {
 		if _, err := exec.LookPath(tool); err != nil {
 			return &MissingError{Tool: tool, Hint: nativeHint}
 		}
 	}
 	start := time.Now()
-	fmt.Fprintf(progress, "building the TypeScript function in %s: npm ci compiles aws-lambda-ric's native part (about 10 minutes on 2 busy cores, once per package-lock.json and Node.js version)\n", dir)
-	defer cacheonce.Heartbeat(progress, "building the TypeScript function")()
+	fmt.Fprintf(progress, "installing the TypeScript function's dependencies in %s: npm ci compiles aws-lambda-ric's native part (about 10 minutes on 2 busy cores, once per package-lock.json and Node.js version)\n", dir)
+	defer cacheonce.Heartbeat(progress, "installing the TypeScript function's dependencies")()
 	if err := runLogged(ctx, dir, npmEnv(), "npm", "ci", "--foreground-scripts", "--no-progress"); err != nil {
 		return err
 	}
 	if _, err := os.Stat(filepath.Join(dir, ricAddon)); err != nil {
 		return fmt.Errorf("npm ci did not build aws-lambda-ric's native part (%s): were install scripts disabled (ignore-scripts)? package.json's allowScripts approves aws-lambda-ric's", ricAddon)
 	}
-	if err := runLogged(ctx, dir, nil, filepath.Join(dir, "node_modules", ".bin", "tsc"), "-p", "."); err != nil {
-		return err
-	}
-	fmt.Fprintf(progress, "built the TypeScript function in %s\n", time.Since(start).Round(time.Second))
+	fmt.Fprintf(progress, "installed the TypeScript function's dependencies in %s\n", time.Since(start).Round(time.Second))
 	return nil
 }
 

@@ -109,7 +109,7 @@ type runOptions struct {
 	format  string // AWS_LAMBDA_LOG_FORMAT: Text or JSON
 	level   string // AWS_LAMBDA_LOG_LEVEL ("" leaves it unset)
 	fd      bool   // give the runtime a telemetry log fd
-	handler string // _HANDLER, default the function's
+	handler string // _HANDLER (and the command's handler argument), default the function's
 }
 
 // runOutput is what one run of a runtime process produced.
@@ -135,7 +135,11 @@ func invoke(t *testing.T, fn Function, event string, opts runOptions) runOutput 
 	if handler == "" {
 		handler = fn.Handler
 	}
-	cmd := exec.Command(fn.Command[0], fn.Command[1:]...)
+	args := append([]string(nil), fn.Command[1:]...)
+	if n := len(args); n > 0 && args[n-1] == fn.Handler {
+		args[n-1] = handler // a runtime client that takes it as its argument
+	}
+	cmd := exec.Command(fn.Command[0], args...)
 	cmd.Dir = fn.Dir
 	cmd.Env = append(os.Environ(),
 		"AWS_LAMBDA_RUNTIME_API="+strings.TrimPrefix(api.server.URL, "http://"),

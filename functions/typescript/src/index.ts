@@ -26,9 +26,9 @@ export const handler = async (event: TestEvent | null, context: Context): Promis
   console.warn(`warn line ${marker}`);
   console.error(`error line ${marker}`);
   console.info(`multi line ${marker}\nsecond line\nthird line`);
-  // The Node.js runtime's structured log: with the JSON log format an object
-  // argument is kept as the record's "message" field. The text format prints
-  // the object's JSON, so the line carries level, message and marker either way.
+  // Structured logging the Node.js way: one JSON object as the message. In
+  // the text format it ends the line; in the JSON format it is the record's
+  // "message" string.
   console.info(JSON.stringify({ level: "INFO", message: `structured line ${marker}`, marker }));
   console.info(`contact alice@example.com ${marker}`);
 
