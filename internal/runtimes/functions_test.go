@@ -131,6 +131,13 @@ func testRuns(t *testing.T, f flavour) {
 			checkLines(t, f, tc.opts, parseRecords(f.runtime, tc.opts, out), "m-ok", tc.shown)
 		})
 	}
+	t.Run("timeout", func(t *testing.T) {
+		// The handler sleeps well past the deadline: no result comes.
+		out := invoke(t, fn, `{"marker":"m-timeout","action":"timeout"}`, runOptions{format: "Text", level: "INFO", fd: true, timeout: 2 * time.Second})
+		if find(parseRecords(f.runtime, runOptions{format: "Text", fd: true}, out), "contact alice@example.com m-timeout") < 0 {
+			t.Errorf("the handler did not run to its sleep; frames: %+v", out.frames)
+		}
+	})
 	for _, opts := range []runOptions{{format: "Text", level: "INFO", fd: true}, {format: "JSON", level: "INFO"}} {
 		t.Run("fail, "+opts.format, func(t *testing.T) {
 			out := invoke(t, fn, `{"marker":"m-fail","action":"fail"}`, opts)

@@ -28,6 +28,7 @@ type runtimeAPI struct {
 	server    *httptest.Server
 	requestID string
 	event     []byte
+	deadline  time.Time
 	served    bool
 
 	mu         sync.Mutex
@@ -44,8 +45,8 @@ type apiPost struct {
 
 const runtimePath = "/2018-06-01/runtime/"
 
-func newRuntimeAPI(t *testing.T, requestID string, event []byte) *runtimeAPI {
-	api := &runtimeAPI{t: t, requestID: requestID, event: event, result: make(chan apiPost, 4)}
+func newRuntimeAPI(t *testing.T, requestID string, event []byte, deadline time.Time) *runtimeAPI {
+	api := &runtimeAPI{t: t, requestID: requestID, event: event, deadline: deadline, result: make(chan apiPost, 4)}
 	api.server = httptest.NewServer(http.HandlerFunc(api.serve))
 	t.Cleanup(api.server.Close)
 	return api
@@ -90,7 +91,7 @@ func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
 	}
 	h := w.Header()
 	h.Set("Lambda-Runtime-Aws-Request-Id", a.requestID)
-	h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(time.Now().Add(30*time.Second).UnixMilli(), 10))
+	h.Set("Lambda-Runtime-Deadline-Ms", strconv.FormatInt(a.deadline.UnixMilli(), 10))
 	h.Set("Lambda-Runtime-Invoked-Function-Arn", "arn:aws:lambda:us-east-1:123456789012:function:test")
 	h.Set("Lambda-Runtime-Trace-Id", "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Parent=9a9197af755a6419;Sampled=1")
 	h.Set("Content-Type", "application/json")
@@ -110,6 +111,9 @@ type runOptions struct {
 	level   string // AWS_LAMBDA_LOG_LEVEL ("" leaves it unset)
 	fd      bool   // give the runtime a telemetry log fd
 	handler string // _HANDLER (and the command's handler argument), default the function's
+	// timeout, when set, is the invocation's: the run then expects no
+	// result before twice that, and returns without one.
+	timeout time.Duration
 }
 
 // runOutput is what one run of a runtime process produced.
@@ -130,7 +134,11 @@ type frame struct {
 func invoke(t *testing.T, fn Function, event string, opts runOptions) runOutput {
 	t.Helper()
 	requestID := "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
-	api := newRuntimeAPI(t, requestID, []byte(event))
+	timeout := opts.timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	api := newRuntimeAPI(t, requestID, []byte(event), time.Now().Add(timeout))
 	handler := opts.handler
 	if handler == "" {
 		handler = fn.Handler
@@ -178,8 +186,16 @@ func invoke(t *testing.T, fn Function, event string, opts runOptions) runOutput 
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	var out runOutput
+	silence := time.After(2 * opts.timeout)
+	if opts.timeout == 0 {
+		silence = nil
+	}
 	select {
+	case <-silence:
 	case out.post = <-api.result:
+		if opts.timeout > 0 {
+			t.Errorf("posted %s %s before the deadline had long passed; want nothing", out.post.kind, out.post.body)
+		}
 	case err := <-exited:
 		t.Fatalf("the runtime exited before posting a result (%v); output:\n%s", err, stdout.String())
 	case <-time.After(2 * time.Minute):
