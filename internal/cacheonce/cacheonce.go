@@ -25,8 +25,8 @@ const pollInterval = 200 * time.Millisecond
 // if still not ready, calls build while holding the lock. build should make
 // the entry appear atomically (build aside, then rename), so that a crash
 // halfway leaves nothing that ready accepts. Waiting for another process's
-// build ends with ctx.
-func Ensure(ctx context.Context, lockPath string, ready func() bool, build func() error) error {
+// build ends with ctx, and is said once on progress.
+func Ensure(ctx context.Context, lockPath string, progress io.Writer, ready func() bool, build func() error) error {
 	if ready() {
 		return nil
 	}
@@ -38,7 +38,9 @@ func Ensure(ctx context.Context, lockPath string, ready func() bool, build func(
 		return fmt.Errorf("cache lock: %w", err)
 	}
 	defer lock.Close()
-	if err := acquire(ctx, lock); err != nil {
+	if err := acquire(ctx, lock, func() {
+		fmt.Fprintf(progress, "waiting for another process's build (it holds %s)\n", lockPath)
+	}); err != nil {
 		return fmt.Errorf("cache lock %s: %w", lockPath, err)
 	}
 	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
@@ -48,14 +50,18 @@ func Ensure(ctx context.Context, lockPath string, ready func() bool, build func(
 	return build()
 }
 
-func acquire(ctx context.Context, lock *os.File) error {
-	for {
+// acquire takes the lock, calling waiting once if it has to wait.
+func acquire(ctx context.Context, lock *os.File, waiting func()) error {
+	for first := true; ; first = false {
 		err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
 			return nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) && !errors.Is(err, syscall.EINTR) {
 			return err
+		}
+		if first {
+			waiting()
 		}
 		select {
 		case <-ctx.Done():

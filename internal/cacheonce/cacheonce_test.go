@@ -3,8 +3,10 @@ package cacheonce
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,7 +30,7 @@ func TestEnsureBuildsOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs <- Ensure(context.Background(), filepath.Join(dir, "sub", ".lock"), exists(entry), func() error {
+			errs <- Ensure(context.Background(), filepath.Join(dir, "sub", ".lock"), io.Discard, exists(entry), func() error {
 				builds.Add(1)
 				time.Sleep(100 * time.Millisecond) // long enough for the others to queue
 				return os.WriteFile(entry, nil, 0o644)
@@ -61,7 +63,7 @@ func TestEnsureCases(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var builds atomic.Int32
-			err := Ensure(context.Background(), filepath.Join(t.TempDir(), ".lock"), func() bool { return tc.ready }, func() error {
+			err := Ensure(context.Background(), filepath.Join(t.TempDir(), ".lock"), io.Discard, func() bool { return tc.ready }, func() error {
 				builds.Add(1)
 				return tc.buildErr
 			})
@@ -81,7 +83,7 @@ func TestEnsureWaitEndsWithContext(t *testing.T) {
 	holding, release := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- Ensure(context.Background(), lock, func() bool { return false }, func() error {
+		done <- Ensure(context.Background(), lock, io.Discard, func() bool { return false }, func() error {
 			close(holding)
 			<-release
 			return nil
@@ -90,12 +92,16 @@ func TestEnsureWaitEndsWithContext(t *testing.T) {
 	<-holding
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	err := Ensure(ctx, lock, func() bool { return false }, func() error {
+	var progress strings.Builder
+	err := Ensure(ctx, lock, &progress, func() bool { return false }, func() error {
 		t.Error("built while another build held the lock")
 		return nil
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Ensure = %v, want the context's deadline", err)
+	}
+	if n := strings.Count(progress.String(), "waiting for another process's build"); n != 1 {
+		t.Errorf("progress %q: want the wait said once", progress.String())
 	}
 	close(release)
 	if err := <-done; err != nil {

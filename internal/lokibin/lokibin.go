@@ -67,7 +67,7 @@ func Ensure(ctx context.Context, progress io.Writer) (string, error) {
 	}
 	dir := cacheDir()
 	ready := func() bool { _, err := Find(); return err == nil }
-	if err := cacheonce.Ensure(ctx, filepath.Join(dir, ".lock"), ready, func() error {
+	if err := cacheonce.Ensure(ctx, filepath.Join(dir, ".lock"), progress, ready, func() error {
 		return build(ctx, dir, progress)
 	}); err != nil {
 		return "", fmt.Errorf("loki cache: %w", err)

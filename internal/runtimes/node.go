@@ -58,20 +58,22 @@ func TypeScript(ctx context.Context, progress io.Writer) (Function, error) {
 	// lock file and Node.js only, so a change to the handler compiles again
 	// in seconds without rebuilding them.
 	deps, err := stage(ctx, stageSpec{
-		name:  "typescript-deps",
-		src:   src,
-		files: []string{"package.json", "package-lock.json"},
-		key:   "node " + strings.TrimSpace(string(version)),
-		build: func(ctx context.Context, dir string) error { return installDeps(ctx, dir, progress) },
+		name:     "typescript-deps",
+		src:      src,
+		files:    []string{"package.json", "package-lock.json"},
+		key:      "node " + strings.TrimSpace(string(version)),
+		progress: progress,
+		build:    func(ctx context.Context, dir string) error { return installDeps(ctx, dir, progress) },
 	})
 	if err != nil {
 		return Function{}, err
 	}
 	dir, err := stage(ctx, stageSpec{
-		name:  "typescript",
-		src:   src,
-		files: []string{"package.json", "package-lock.json", "tsconfig.json", "src"},
-		key:   deps,
+		name:     "typescript",
+		src:      src,
+		files:    []string{"package.json", "package-lock.json", "tsconfig.json", "src"},
+		key:      deps,
+		progress: progress,
 		build: func(ctx context.Context, dir string) error {
 			if err := os.Symlink(filepath.Join(deps, "node_modules"), filepath.Join(dir, "node_modules")); err != nil {
 				return fmt.Errorf("linking the TypeScript function's dependencies: %w", err)

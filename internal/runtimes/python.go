@@ -38,9 +38,10 @@ func Python(ctx context.Context, progress io.Writer) (Function, error) {
 		return Function{}, err
 	}
 	dir, err := stage(ctx, stageSpec{
-		name:  "python",
-		src:   src,
-		files: []string{"bootstrap.py", "handler.py"},
+		name:     "python",
+		src:      src,
+		files:    []string{"bootstrap.py", "handler.py"},
+		progress: progress,
 	})
 	if err != nil {
 		return Function{}, err

@@ -42,6 +42,8 @@ type stageSpec struct {
 	src   string   // the function's source directory
 	files []string // paths below src to copy and hash (a directory means all its files)
 	key   string   // what else the build depends on (a toolchain version)
+	// progress hears of a wait for another process's build.
+	progress io.Writer
 	// build runs in the copied directory; nil means the copy is the build.
 	build func(ctx context.Context, dir string) error
 }
@@ -66,13 +68,12 @@ func stage(ctx context.Context, spec stageSpec) (string, error) {
 		_, err := os.Stat(filepath.Join(dir, readyMarker))
 		return err == nil
 	}
-	err = cacheonce.Ensure(ctx, filepath.Join(root, spec.name+".lock"), ready, func() error {
+	err = cacheonce.Ensure(ctx, filepath.Join(root, spec.name+".lock"), spec.progress, ready, func() error {
 		// Under the lock no build is running: what is aside was left by a
 		// process that was killed halfway.
-		if stale, _ := filepath.Glob(filepath.Join(root, spec.name+".tmp-*")); len(stale) > 0 {
-			for _, s := range stale {
-				_ = os.RemoveAll(s)
-			}
+		stale, _ := filepath.Glob(filepath.Join(root, spec.name+".tmp-*"))
+		for _, s := range stale {
+			_ = os.RemoveAll(s)
 		}
 		tmp, err := os.MkdirTemp(root, spec.name+".tmp-")
 		if err != nil {
