@@ -20,8 +20,9 @@ import (
 const (
 	tsName    = "telemetry-api-starter-ts"
 	tsHandler = "index.handler"
-	// ricBin is the runtime client's command below the build directory.
-	ricBin = "node_modules/.bin/aws-lambda-ric"
+	// ricBin is the runtime client's command (its package.json "bin")
+	// below the build directory.
+	ricBin = "node_modules/aws-lambda-ric/bin/index.mjs"
 	// ricAddon is the native part of the runtime client (its Runtime API
 	// calls go through libcurl and aws-lambda-cpp); its postinstall script
 	// puts it here, so its absence means the install scripts did not run.
@@ -36,17 +37,23 @@ const nativeHint = "aws-lambda-ric builds a native part at npm install: apt-get 
 
 // TypeScript builds the TypeScript function once (npm ci, which compiles
 // aws-lambda-ric's native part, then tsc) into the cache and returns it: its
-// Command is the runtime client with the handler, its Dir the compiled code
-// (dist/, where index.js is). Progress goes to progress: the first build
+// Command is node running the runtime client's bin with the handler, its
+// Dir the compiled code (dist/, where index.js is). Progress goes to progress: the first build
 // takes minutes. A missing tool is a *MissingError.
 func TypeScript(ctx context.Context, progress io.Writer) (Function, error) {
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
+	var node string
+	for _, tool := range []string{"npm", "node"} {
+		path, err := exec.LookPath(tool)
+		if err != nil {
 			return Function{}, &MissingError{Tool: tool, Hint: "install Node.js 20 with npm (e.g. apt-get install -y nodejs npm, or from https://nodejs.org)"}
 		}
+		node = path
+	}
+	if abs, err := filepath.Abs(node); err == nil {
+		node = abs
 	}
 	// The native addon is built for one Node.js ABI: a new node is a new build.
-	version, err := exec.CommandContext(ctx, "node", "--version").Output()
+	version, err := exec.CommandContext(ctx, node, "--version").Output()
 	if err != nil {
 		return Function{}, fmt.Errorf("node --version: %w", err)
 	}
@@ -87,7 +94,9 @@ func TypeScript(ctx context.Context, progress io.Writer) (Function, error) {
 	return Function{
 		Name:    tsName,
 		Runtime: "nodejs",
-		Command: []string{filepath.Join(dir, ricBin), tsHandler},
+		// node itself rather than the bin's "#!/usr/bin/env node": the
+		// emulator gives the runtime Lambda's PATH, which may not find it.
+		Command: []string{node, filepath.Join(dir, ricBin), tsHandler},
 		Dir:     filepath.Join(dir, "dist"),
 		Handler: tsHandler,
 	}, nil
@@ -101,7 +110,7 @@ func installDeps(ctx context.Context, dir string, progress io.Writer) error {
 		}
 	}
 	start := time.Now()
-	fmt.Fprintf(progress, "installing the TypeScript function's dependencies in %s: npm ci compiles aws-lambda-ric's native part (about 10 minutes on 2 busy cores, once per package-lock.json and Node.js version)\n", dir)
+	fmt.Fprintf(progress, "installing the TypeScript function's dependencies in %s: npm ci compiles aws-lambda-ric's native part (10 to 20 minutes on 2 busy cores, once per package-lock.json and Node.js version)\n", dir)
 	defer cacheonce.Heartbeat(progress, "installing the TypeScript function's dependencies")()
 	if err := runLogged(ctx, dir, npmEnv(), "npm", "ci", "--foreground-scripts", "--no-progress"); err != nil {
 		return err
