@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -54,8 +55,10 @@ func TestBuilds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fn := buildOrSkip(t, tc.build)
-			if _, err := os.Stat(fn.Command[0]); err != nil {
-				t.Errorf("command: %v", err)
+			for _, arg := range fn.Command {
+				if _, err := os.Stat(arg); filepath.IsAbs(arg) && err != nil {
+					t.Errorf("command %q: %v", fn.Command, err)
+				}
 			}
 			if fn.Handler == "" || fn.Dir == "" || fn.Name == "" {
 				t.Errorf("incomplete function: %+v", fn)

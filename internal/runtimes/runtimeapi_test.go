@@ -73,6 +73,12 @@ func (a *runtimeAPI) serve(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, `{"errorMessage":"Invalid request ID","errorType":"InvalidRequestID"}`, http.StatusBadRequest)
 			return
 		}
+		if ct := r.Header.Get("Content-Type"); ct != "application/json" {
+			a.violation("%s %s: Content-Type %q, want application/json (both runtime clients send it)", r.Method, r.URL.Path, ct)
+		}
+		if kind == "error" && r.Header.Get("Lambda-Runtime-Function-Xray-Error-Cause") == "" {
+			a.violation("%s %s: no Lambda-Runtime-Function-XRay-Error-Cause header", r.Method, r.URL.Path)
+		}
 		a.post(w, apiPost{kind, body, r.Header})
 	default:
 		a.violation("%s %s: not a Runtime API call", r.Method, r.URL.Path)
