@@ -14,9 +14,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
+	"github.com/lambda-loki/grafana-loki-extension/internal/cacheonce"
 	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
 )
 
@@ -59,23 +59,11 @@ func Ensure(ctx context.Context, progress io.Writer) (string, error) {
 		return "", fmt.Errorf("LOKI_BIN=%s is not an executable file", os.Getenv("LOKI_BIN"))
 	}
 	dir := cacheDir()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	ready := func() bool { _, err := Find(); return err == nil }
+	if err := cacheonce.Ensure(ctx, filepath.Join(dir, ".lock"), progress, ready, func() error {
+		return build(ctx, dir, progress)
+	}); err != nil {
 		return "", fmt.Errorf("loki cache: %w", err)
-	}
-	lock, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
-	if err != nil {
-		return "", fmt.Errorf("loki cache lock: %w", err)
-	}
-	defer lock.Close()
-	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
-		return "", fmt.Errorf("loki cache lock: %w", err)
-	}
-	defer func() { _ = syscall.Flock(int(lock.Fd()), syscall.LOCK_UN) }()
-	if p, err := Find(); err == nil {
-		return p, nil // built by someone else while we waited
-	}
-	if err := build(ctx, dir, progress); err != nil {
-		return "", err
 	}
 	return Find()
 }
@@ -83,20 +71,7 @@ func Ensure(ctx context.Context, progress io.Writer) (string, error) {
 func build(ctx context.Context, dir string, progress io.Writer) error {
 	start := time.Now()
 	fmt.Fprintf(progress, "building Loki %s from the Go module proxy into %s (about 4 minutes on 2 cores, once)\n", Version, dir)
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(15 * time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				fmt.Fprintf(progress, "  still building Loki: %s elapsed\n", time.Since(start).Round(time.Second))
-			}
-		}
-	}()
+	defer cacheonce.Heartbeat(progress, "building Loki")()
 	goBin := "go"
 	if root := os.Getenv("GOROOT"); root != "" {
 		goBin = filepath.Join(root, "bin", "go")
