@@ -30,6 +30,8 @@ var realRuntimes = []struct {
 	get  func(ctx context.Context, progress io.Writer) (runtimes.Function, error)
 }{
 	{"go", runtimes.Go},
+	{"typescript", runtimes.TypeScript},
+	{"python", runtimes.Python},
 }
 
 // realFunction builds a row's function, or skips the test with the

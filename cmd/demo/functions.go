@@ -24,6 +24,8 @@ var testFunctions = []struct {
 	get  func(ctx context.Context, progress io.Writer) (runtimes.Function, error)
 }{
 	{"go", runtimes.Go},
+	{"typescript", runtimes.TypeScript},
+	{"python", runtimes.Python},
 }
 
 // result is one function's run in one log format.

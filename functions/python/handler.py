@@ -3,13 +3,21 @@
 Every invocation writes the same seven log lines as the Go and TypeScript
 functions through Python's standard logging, on the root logger. The runtime
 sets the root logger's level from AWS_LAMBDA_LOG_LEVEL and formats each
-record (text or JSON, AWS_LAMBDA_LOG_FORMAT), as Lambda's Python runtime does.
+record (text or JSON, AWS_LAMBDA_LOG_FORMAT), as Lambda's Python runtime does;
+with the text format the function sets the level itself (below).
 """
 
 import logging
+import os
 import time
 
 logger = logging.getLogger()
+# With the text format Lambda sets no level (AWS_LAMBDA_LOG_LEVEL applies to
+# the JSON format only) and Python's root logger keeps WARNING: the function
+# sets its own, as Python functions on Lambda do, so that every level of the
+# spec is written. With Lambda's level set, the runtime's setting stands.
+if "AWS_LAMBDA_LOG_LEVEL" not in os.environ:
+    logger.setLevel(logging.DEBUG)
 
 
 def handler(event, context):

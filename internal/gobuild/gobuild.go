@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strings"
 	"sync"
 )
 
@@ -31,6 +32,8 @@ type Options struct {
 	GOARCH string
 	// Version is stamped into main.version when not empty.
 	Version string
+	// Tags are build tags.
+	Tags []string
 	// Env is added to the build's environment (KEY=value).
 	Env []string
 }
@@ -39,6 +42,9 @@ type Options struct {
 // The error holds the compiler's output.
 func Build(ctx context.Context, pkg, out string, o Options) error {
 	args := []string{"build", "-o", out}
+	if len(o.Tags) > 0 {
+		args = append(args, "-tags", strings.Join(o.Tags, ","))
+	}
 	ldflags := ""
 	if o.Layer {
 		args = append(args, "-trimpath")

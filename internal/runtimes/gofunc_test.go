@@ -8,60 +8,6 @@ import (
 	"testing"
 )
 
-// A cached build is keyed by its sources: any change to a file's content
-// or name, or to the target, is a new key; skipped folders do not count.
-func TestHashTree(t *testing.T) {
-	write := func(dir, name, content string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	base := func() string {
-		dir := t.TempDir()
-		write(dir, "main.go", "package main")
-		write(dir, "go.mod", "module x")
-		return dir
-	}
-	ref, err := hashTree(base(), []string{"node_modules"}, "linux/amd64")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name   string
-		change func(dir string)
-		extra  string
-		same   bool
-	}{
-		{"the same sources", func(string) {}, "linux/amd64", true},
-		{"a skipped folder", func(dir string) { write(dir, "node_modules/x/index.js", "x") }, "linux/amd64", true},
-		{"a file's content", func(dir string) { write(dir, "main.go", "package main // changed") }, "linux/amd64", false},
-		{"a new file", func(dir string) { write(dir, "util.go", "package main") }, "linux/amd64", false},
-		{"a renamed file", func(dir string) {
-			if err := os.Rename(filepath.Join(dir, "main.go"), filepath.Join(dir, "app.go")); err != nil {
-				t.Fatal(err)
-			}
-		}, "linux/amd64", false},
-		{"another target", func(string) {}, "linux/arm64", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := base()
-			tt.change(dir)
-			got, err := hashTree(dir, []string{"node_modules"}, tt.extra)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if (got == ref) != tt.same {
-				t.Fatalf("hash %s, reference %s, want same=%v", got, ref, tt.same)
-			}
-		})
-	}
-}
-
 // Go builds functions/go once and then reuses the build, saying which.
 func TestGoBuildsOnceThenReusesTheBuild(t *testing.T) {
 	if os.Getenv("GOCACHE") == "" {
@@ -88,5 +34,60 @@ func TestGoBuildsOnceThenReusesTheBuild(t *testing.T) {
 	again, err := Go(t.Context(), &progress)
 	if err != nil || again.Command[0] != fn.Command[0] || !strings.Contains(progress.String(), "cached") {
 		t.Fatalf("second call: %+v %v, progress %q", again, err, progress.String())
+	}
+}
+
+// A staged build is keyed by its sources: any change to a file's content
+// or name, or to the key (the target), is a new entry.
+func TestStageKey(t *testing.T) {
+	write := func(dir, name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := func() string {
+		dir := t.TempDir()
+		write(dir, "main.go", "package main")
+		write(dir, "go.mod", "module x")
+		return dir
+	}
+	hash := func(dir, key string) string {
+		t.Helper()
+		files, err := listFiles(dir, []string{"."})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, err := hashFiles(dir, files, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
+	}
+	ref := hash(base(), "linux/amd64")
+	tests := []struct {
+		name   string
+		change func(dir string)
+		key    string
+		same   bool
+	}{
+		{"the same sources", func(string) {}, "linux/amd64", true},
+		{"a file's content", func(dir string) { write(dir, "main.go", "package main // changed") }, "linux/amd64", false},
+		{"a new file", func(dir string) { write(dir, "util.go", "package main") }, "linux/amd64", false},
+		{"a renamed file", func(dir string) {
+			if err := os.Rename(filepath.Join(dir, "main.go"), filepath.Join(dir, "app.go")); err != nil {
+				t.Fatal(err)
+			}
+		}, "linux/amd64", false},
+		{"another target", func(string) {}, "linux/arm64", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := base()
+			tt.change(dir)
+			if got := hash(dir, tt.key); (got == ref) != tt.same {
+				t.Fatalf("hash %s, reference %s, want same=%v", got, ref, tt.same)
+			}
+		})
 	}
 }
