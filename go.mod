@@ -2,6 +2,9 @@ module github.com/lambda-loki/grafana-loki-extension
 
 go 1.26.4
 
+// The CDK app's npm packages are no Go packages: keep ./... out of them.
+ignore ./deploy/cdk/node_modules
+
 require (
 	github.com/afiskon/promtail-client v0.0.0-20190305142237-506f3f921e9c
 	github.com/aws/aws-sdk-go-v2 v1.44.0

@@ -50,9 +50,18 @@ export interface CfnResource {
   Metadata?: Record<string, any>;
 }
 
+/**
+ * testApp is an app with the test context. CDK's built-in CloudFormation
+ * validation is off here: it compiles a WebAssembly engine that takes
+ * 10 to 20 s per process; the CLI test runs it on the same template.
+ */
+export function testApp(context: Record<string, unknown> = {}): App {
+  return new App({ context: testContext(context), builtinCloudFormationValidation: false });
+}
+
 /** synthStarter synthesizes the starter stack from the test context plus context. */
 export function synthStarter(context: Record<string, unknown> = {}): Synthesized {
-  const app = new App({ context: testContext(context) });
+  const app = testApp(context);
   const props = starterProps(app);
   const stack = new TelemetryApiStarterStack(app, props.stackName, props);
   return synthesized(app, stack);
