@@ -92,7 +92,7 @@ func run() int {
 		log.WithError(err).Error("registering with the Extensions API failed")
 		return 1
 	}
-	log.WithFields(logrus.Fields{"version": version, "name": name}).Debug("registered")
+	log.WithFields(logrus.Fields{"version": version, "name": name}).Info("registered")
 
 	cfg, cfgErr = loadSecrets(ctx, os.LookupEnv, cfg, cfgErr, log)
 	if cfgErr != nil {

@@ -22,7 +22,7 @@ export const CONTEXT_KEYS = {
   noProxy: 'NO_PROXY',
   cloudWatchLogs: 'false: the functions\' role has no logs:*, their logs go to Loki only',
   architecture: 'x86_64 or arm64 for all three functions (default: go and python arm64, typescript x86_64)',
-  layerName: 'the layers\' name, before -amd64/-arm64',
+  layerName: 'the layers\' name, before -x86_64/-arm64',
   distDir: 'where the layer zips are (default: ../../dist)',
   functionsDir: 'where the test functions are (default: ../../functions)',
 } as const;

@@ -63,7 +63,7 @@ export const COMPATIBLE_RUNTIMES = [
 export interface LokiLayersProps {
   /** Where the layer zips are. Default: the repository's dist/. */
   readonly distDir?: string;
-  /** The layers' name. Default: grafana-loki-extension-<arch>. */
+  /** The layers' name, before -x86_64 / -arm64. Default: grafana-loki-extension. */
   readonly layerName?: string;
   /** The extension's version, for the layers' description. Default: dist/VERSION, if the build wrote it. */
   readonly version?: string;
@@ -116,7 +116,7 @@ export class LokiLayers extends Construct {
     }
     const version = this.props.version ?? readVersion(this.distDir);
     const layer = new lambda.LayerVersion(this, `Layer-${architecture.name}`, {
-      layerVersionName: `${this.props.layerName ?? EXTENSION_NAME}-${goArch(architecture)}`,
+      layerVersionName: `${this.props.layerName ?? EXTENSION_NAME}-${architecture.name}`,
       description: `Grafana Loki extension${version ? ' ' + version : ''} (${architecture.name})`,
       code: lambda.Code.fromAsset(zip),
       compatibleArchitectures: [architecture],

@@ -49,7 +49,7 @@ export interface TelemetryApiStarterStackProps extends StackProps {
   readonly distDir?: string;
   /** Where the test functions' sources are. Default: the repository's functions/. */
   readonly functionsDir?: string;
-  /** The layers' name, before -amd64 / -arm64. */
+  /** The layers' name, before -x86_64 / -arm64. */
   readonly layerName?: string;
 }
 

@@ -26,7 +26,7 @@ describe('the starter stack', () => {
         fs.readFileSync(staged).equals(fs.readFileSync(path.join(FIXTURE_DIST, `grafana-loki-extension-${zip}.zip`))),
         `the ${arch} layer is made from grafana-loki-extension-${zip}.zip`,
       );
-      assert.equal(l.Properties.LayerName, `grafana-loki-extension-${zip}`);
+      assert.equal(l.Properties.LayerName, `grafana-loki-extension-${arch}`);
       assert.ok(l.Properties.CompatibleRuntimes.includes('provided.al2023'));
       assert.ok(l.Properties.CompatibleRuntimes.length <= 15, 'Lambda allows at most 15 compatible runtimes');
       assert.match(l.Properties.Description, /v0\.0\.0-fixture/, 'the version the build wrote to dist/VERSION');
