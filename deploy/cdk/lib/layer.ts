@@ -61,8 +61,16 @@ export const COMPATIBLE_RUNTIMES = [
 
 /** Props of LokiLayers. */
 export interface LokiLayersProps {
-  /** Where the layer zips are. Default: the repository's dist/. */
+  /**
+   * Where the zips of `go tool task build` are (grafana-loki-extension-amd64.zip
+   * and -arm64.zip). Default: the repository's dist/.
+   */
   readonly distDir?: string;
+  /**
+   * A zip per architecture, instead of distDir's: for the release zips
+   * (grafana-loki-extension-v1.2.3-x86_64.zip) kept in your own repository.
+   */
+  readonly zips?: { readonly x86_64?: string; readonly arm64?: string };
   /** The layers' name, before -x86_64 / -arm64. Default: grafana-loki-extension. */
   readonly layerName?: string;
   /** The extension's version, for the layers' description. Default: dist/VERSION, if the build wrote it. */
@@ -110,9 +118,14 @@ export class LokiLayers extends Construct {
     if (known) {
       return known;
     }
-    const zip = layerZip(this.distDir, architecture);
+    const given = this.props.zips?.[architecture.name as 'x86_64' | 'arm64'];
+    const zip = given ?? layerZip(this.distDir, architecture);
     if (!fs.existsSync(zip)) {
-      throw new Error(`${zip} is missing: run \`go tool task build\` in the repository first (it writes both layer zips)`);
+      throw new Error(
+        given
+          ? `${zip} (the ${architecture.name} layer zip) is missing`
+          : `${zip} is missing: run \`go tool task build\` in the repository first (it writes both layer zips)`,
+      );
     }
     const version = this.props.version ?? readVersion(this.distDir);
     const layer = new lambda.LayerVersion(this, `Layer-${architecture.name}`, {

@@ -116,6 +116,21 @@ describe('LokiExtension on a function a team already has', () => {
     assert.match(JSON.stringify(ssmStatement.Resource), /parameter\/loki\/token/);
   });
 
+  it('takes the zips by path, as a release names them', () => {
+    const { app, stack, x86, arm } = userStack();
+    const layers = new LokiLayers(stack, 'Layers', {
+      zips: { x86_64: `${FIXTURE_DIST}/grafana-loki-extension-amd64.zip`, arm64: `${FIXTURE_DIST}/grafana-loki-extension-arm64.zip` },
+    });
+    new LokiExtension(stack, 'LokiX86', { function: x86, lokiUrl: LOKI_URL, layers });
+    new LokiExtension(stack, 'LokiArm', { function: arm, lokiUrl: LOKI_URL, layers });
+    const { json } = synthesized(app, stack);
+    for (const fn of [x86, arm]) {
+      const f = json.Resources[stack.getLogicalId(fn.node.defaultChild as lambda.CfnFunction)];
+      assert.deepEqual(json.Resources[f.Properties.Layers[0].Ref].Properties.CompatibleArchitectures, f.Properties.Architectures);
+    }
+    assert.throws(() => new LokiLayers(stack, 'Missing', { zips: { arm64: '/nonexistent.zip' } }).forArchitecture(lambda.Architecture.ARM_64), /arm64 layer zip/);
+  });
+
   it('uses a published layer by ARN, creating none', () => {
     const { app, stack, arm } = userStack();
     const arn = 'arn:aws:lambda:eu-west-1:123456789012:layer:grafana-loki-extension-arm64:3';
