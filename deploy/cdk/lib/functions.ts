@@ -43,8 +43,9 @@ class GoBootstrap implements ILocalBundling {
 }
 
 /**
- * Builds functions/typescript with its own package.json (npm ci, npm run
- * build) and takes dist/, where tsc writes index.js. The package.json's
+ * Builds functions/typescript with its own package.json (npm ci, then its
+ * build script, or its own tsc without one) and takes dist/, where tsc
+ * writes index.js. The package.json's
  * "type" goes along, so that Lambda's Node.js runtime loads the output as
  * what tsc wrote (ES module or CommonJS).
  */
@@ -53,10 +54,14 @@ class TscOutput implements ILocalBundling {
 
   tryBundle(outputDir: string): boolean {
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    run(npm, ['ci', '--no-audit', '--no-fund'], { cwd: this.dir });
-    run(npm, ['run', 'build'], { cwd: this.dir });
-    fs.cpSync(path.join(this.dir, 'dist'), outputDir, { recursive: true });
     const pkg = JSON.parse(fs.readFileSync(path.join(this.dir, 'package.json'), 'utf8'));
+    run(npm, ['ci', '--no-audit', '--no-fund'], { cwd: this.dir });
+    if (pkg.scripts?.build) {
+      run(npm, ['run', 'build'], { cwd: this.dir });
+    } else {
+      run(npm, ['exec', '--no', '--', 'tsc', '-p', '.'], { cwd: this.dir });
+    }
+    fs.cpSync(path.join(this.dir, 'dist'), outputDir, { recursive: true });
     fs.writeFileSync(path.join(outputDir, 'package.json'), JSON.stringify({ type: pkg.type ?? 'commonjs' }) + '\n');
     return true;
   }
