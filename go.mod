@@ -2,8 +2,9 @@ module github.com/lambda-loki/grafana-loki-extension
 
 go 1.26.4
 
-// The CDK app's npm packages are no Go packages: keep ./... out of them.
-ignore ./deploy/cdk/node_modules
+// npm's packages (deploy/cdk, functions/typescript) hold Go templates that are
+// no Go code: keep ./... out of every node_modules.
+ignore node_modules
 
 require (
 	github.com/afiskon/promtail-client v0.0.0-20190305142237-506f3f921e9c
