@@ -2,6 +2,10 @@ module github.com/lambda-loki/grafana-loki-extension
 
 go 1.26.4
 
+// npm's packages (deploy/cdk, functions/typescript) hold Go templates that are
+// no Go code: keep ./... out of every node_modules.
+ignore node_modules
+
 require (
 	github.com/afiskon/promtail-client v0.0.0-20190305142237-506f3f921e9c
 	github.com/aws/aws-sdk-go-v2 v1.44.0

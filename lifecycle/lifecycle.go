@@ -90,7 +90,7 @@ func Run(ctx context.Context, p Process) int {
 		log.WithError(err).Error("registering with the Extensions API failed")
 		return 1
 	}
-	log.WithFields(logrus.Fields{"version": p.Version, "name": p.Name}).Debug("registered")
+	log.WithFields(logrus.Fields{"version": p.Version, "name": p.Name}).Info("registered")
 
 	cfg, cfgErr = loadSecrets(ctx, p.Lookup, cfg, cfgErr, log)
 	if cfgErr != nil {
