@@ -1,0 +1,201 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
+	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
+	"github.com/lambda-loki/grafana-loki-extension/internal/riebin"
+	"github.com/lambda-loki/grafana-loki-extension/internal/runtimes"
+)
+
+// rieExtensions is where AWS's runtime interface emulator looks for
+// extensions; it cannot be told another directory.
+const rieExtensions = "/opt/extensions"
+
+// AWS's own code on both sides of the extension: AWS's runtime interface
+// emulator (RIE) in its Managed Instances mode (its Extensions, Telemetry
+// and Runtime APIs, relaying real Telemetry API batches) runs the
+// TypeScript function through AWS's Node.js runtime interface client. On
+// Managed Instances every line is a JSON object that carries its requestId,
+// delivered as a text record (docs/lambda-runtime-contract.md#managed-instances):
+// `| request_id="<id>"` must find exactly that invocation's lines.
+func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
+	ext := installInRIEExtensions(t)
+	fn := realFunction(t, runtimes.TypeScript)
+	rie, err := riebin.Ensure(t.Context(), testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := e2etest.Loki(t)
+	function := fmt.Sprintf("rie-mi-%d", time.Now().UnixNano()%1_000_000_000)
+	ports := make([]int, 3)
+	for i := range ports {
+		if ports[i], err = freeport.Pick(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	cmd := exec.CommandContext(t.Context(), rie, append([]string{
+		fmt.Sprintf("--runtime-api-address=127.0.0.1:%d", ports[0]),
+		fmt.Sprintf("--runtime-interface-emulator-address=127.0.0.1:%d", ports[1]),
+	}, fn.Command...)...)
+	cmd.Dir = fn.Dir
+	cmd.Env = append(os.Environ(), fn.Env...)
+	cmd.Env = append(cmd.Env,
+		"AWS_LAMBDA_MAX_CONCURRENCY=4", "AWS_LAMBDA_FUNCTION_NAME="+function, "_HANDLER="+fn.Handler, "LAMBDA_TASK_ROOT="+fn.Dir,
+		"LOKI_URL="+srv.PushURL(), "AWS_SAM_LOCAL=true", fmt.Sprintf("TELEMETRY_LISTENER_PORT=%d", ports[2]), "LOG_LEVEL=debug")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(os.Interrupt)
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("RIE, runtime and extension output:\n%s", out.String())
+		}
+	})
+	_ = ext
+
+	invokeURL := fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", ports[1])
+	markers := []string{function + "-a", function + "-b", function + "-c"}
+	for _, m := range markers {
+		invokeRIE(t, invokeURL, m)
+	}
+	// SHUTDOWN drains; on Managed Instances the extension pushes on its timer too.
+	stop()
+
+	ids := requestIDsByMarker(t, out.String(), markers)
+	for _, m := range markers {
+		id := ids[m]
+		got := e2etest.Query(t, srv, fmt.Sprintf(`{function=%q} | request_id=%q`, function, id), start, "")
+		if len(got) < 7 {
+			t.Fatalf("request_id=%q (marker %s): %d lines, want the spec's 7 at least: %v", id, m, len(got), got)
+		}
+		for _, l := range got {
+			if !strings.Contains(l.Line, m) && !strings.Contains(l.Line, id) {
+				t.Fatalf("request_id=%q found a line of another invocation: %q", id, l.Line)
+			}
+		}
+		mine := e2etest.Query(t, srv, fmt.Sprintf(`{function=%q} |= %q`, function, m), start, "")
+		if len(mine) != len(got) {
+			t.Fatalf("marker %s: %d lines in Loki, %d of them with request_id=%q", m, len(mine), len(got), id)
+		}
+	}
+}
+
+// installInRIEExtensions puts the built extension in /opt/extensions for
+// the test's life, or skips when that cannot be done without touching
+// anything of the machine's: the directory must be creatable and hold
+// nothing else.
+func installInRIEExtensions(t *testing.T) string {
+	t.Helper()
+	entries, err := os.ReadDir(rieExtensions)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if err := os.MkdirAll(rieExtensions, 0o755); err != nil {
+			t.Skipf("RIE reads extensions from %s only, which cannot be created here: %v", rieExtensions, err)
+		}
+		t.Cleanup(func() { _ = os.Remove(rieExtensions) })
+	case err != nil:
+		t.Skipf("RIE reads extensions from %s only: %v", rieExtensions, err)
+	case len(entries) > 0:
+		t.Skipf("%s already holds extensions of this machine's; RIE would run them too", rieExtensions)
+	}
+	bin := filepath.Join(e2etest.ExtensionDir(t), "grafana-loki-extension")
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(rieExtensions, "grafana-loki-extension")
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Skipf("cannot install the extension in %s: %v", rieExtensions, err)
+	}
+	t.Cleanup(func() { _ = os.Remove(dst) })
+	return dst
+}
+
+// invokeRIE invokes the function through RIE's invoke endpoint.
+func invokeRIE(t *testing.T, url, marker string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"marker": marker})
+	var resp *http.Response
+	var err error
+	// RIE answers once the function's init is done.
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if resp, err = http.Post(url, "application/json", bytes.NewReader(body)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("invoking through RIE: %v", err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(got), marker) {
+		t.Fatalf("RIE answered %d: %s", resp.StatusCode, got)
+	}
+}
+
+// requestIDsByMarker reads each invocation's request ID from the lines the
+// runtime printed (JSON objects with requestId and the message).
+func requestIDsByMarker(t *testing.T, output string, markers []string) map[string]string {
+	t.Helper()
+	re := regexp.MustCompile(`"requestId":"([0-9a-f-]{36})"`)
+	ids := map[string]string{}
+	for _, line := range strings.Split(output, "\n") {
+		for _, m := range markers {
+			if strings.Contains(line, "info line "+m) {
+				if sub := re.FindStringSubmatch(line); sub != nil {
+					ids[m] = sub[1]
+				}
+			}
+		}
+	}
+	for _, m := range markers {
+		if ids[m] == "" {
+			t.Fatalf("no request ID printed for %s", m)
+		}
+	}
+	return ids
+}
+
+// syncBuffer is a bytes.Buffer for a process's output, read meanwhile.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
