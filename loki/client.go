@@ -428,8 +428,9 @@ func streamHeaderBytes(labels string) int { return len(labels) + 16 }
 
 // MinRequestBytes is the smallest request bound that holds any one entry
 // whose line is at most maxLineBytes long, with the given labels (plus the
-// type and level the client may add): a request is never cut smaller than
-// one entry, so a smaller bound would be exceeded.
+// type and level the client may add, and the most shared metadata an entry
+// may carry): a request is never cut smaller than one entry, so a smaller
+// bound would be exceeded.
 func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 	all := make(map[string]string, len(labels)+2)
 	for k, v := range labels {
@@ -438,7 +439,7 @@ func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 	all["type"] = "extension"
 	all["level"] = strings.Repeat("x", MaxLevelBytes)
 	longest := Entry{Level: all["level"], RequestID: strings.Repeat("x", MaxRequestIDBytes), TraceID: strings.Repeat("x", traceIDBytes)}
-	return maxLineBytes + longest.Size() + streamHeaderBytes(FormatLabels(all))
+	return maxLineBytes + longest.Size() + MaxSharedMetadataBytes + streamHeaderBytes(FormatLabels(all))
 }
 
 // pushRequest sends one request, retrying while ctx allows. It returns false
@@ -558,7 +559,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 // metadata returns the structured metadata to send: none once Loki refused
 // it or when configured so; otherwise all of it, except level when it is
 // already a stream label.
-func (c *Client) metadata() metadata {
+func (c *Client) metadata() metaFields {
 	if c.cfg.NoStructuredMetadata || c.metadataRefused.Load() {
 		return 0
 	}
