@@ -521,6 +521,10 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 			}
 			res.Delivered += len(entries) - refused
 			return reject(refused, fmt.Errorf("pushing to %s: Loki rejected %d of %d lines (400): %s", c.redacted, refused, len(entries), shortMessage(msg)))
+		case err == nil && status == http.StatusProxyAuthRequired:
+			// A forward proxy (HTTP_PROXY) refusing the request is an outage
+			// on the way to Loki, not Loki refusing the lines.
+			lastErr = fmt.Errorf("pushing to %s: the proxy answered %d: %s", c.redacted, status, shortMessage(msg))
 		case err == nil && status >= 400 && status < 500 && status != http.StatusTooManyRequests && status != http.StatusRequestTimeout:
 			return reject(len(entries), fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.redacted, status, shortMessage(msg)))
 		case err != nil:

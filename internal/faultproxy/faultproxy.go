@@ -65,6 +65,10 @@ type Config struct {
 	Upstream string
 	// TLS serves HTTPS with a certificate of a test CA (see CAFile).
 	TLS bool
+	// Addr is the address to listen on (default 127.0.0.1:0); the TLS
+	// certificate names its IP too. A forward proxy test needs an address
+	// that is not a loopback one: Go never sends those through a proxy.
+	Addr string
 	// Username and Password, when set, are required as basic auth; TenantID,
 	// when set, is required as X-Scope-OrgID. The proxy strips Authorization.
 	Username, Password, TenantID string
@@ -101,8 +105,18 @@ func Start(cfg Config) (*Proxy, error) {
 	}
 	p := &Proxy{cfg: cfg, proxy: httputil.NewSingleHostReverseProxy(up), changed: make(chan struct{})}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
+	var extraIP net.IP
+	if cfg.Addr != "" {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("faultproxy: %w", err)
+		}
+		_ = p.srv.Listener.Close()
+		p.srv.Listener = ln
+		extraIP = ln.Addr().(*net.TCPAddr).IP
+	}
 	if cfg.TLS {
-		cert, caPEM, err := testCertificate()
+		cert, caPEM, err := testCertificate(extraIP)
 		if err != nil {
 			return nil, err
 		}
@@ -261,8 +275,9 @@ func (p *Proxy) fail(w http.ResponseWriter, f Fault) {
 }
 
 // testCertificate makes an in-memory CA and a server certificate for the
-// loopback, returning the server's key pair and the CA in PEM.
-func testCertificate() (tls.Certificate, []byte, error) {
+// loopback (and extra, if not nil), returning the server's key pair and the
+// CA in PEM.
+func testCertificate(extra net.IP) (tls.Certificate, []byte, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, err
@@ -283,6 +298,9 @@ func testCertificate() (tls.Certificate, []byte, error) {
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, DNSNames: []string{"localhost"},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if extra != nil {
+		leaf.IPAddresses = append(leaf.IPAddresses, extra)
+	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return tls.Certificate{}, nil, err
