@@ -4,7 +4,6 @@
 package tinyproxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,9 +13,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/outputbuf"
 )
 
 // ErrNotInstalled says tinyproxy is not on PATH (apt-get install tinyproxy).
@@ -27,25 +27,7 @@ type Proxy struct {
 	bin, conf string
 	port      int
 	cmd       *exec.Cmd
-	log       syncBuffer // its log, from stderr, over every run
-}
-
-// syncBuffer is a bytes.Buffer the process writes while tests read it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	log       outputbuf.Buffer // its log, from stderr, over every run
 }
 
 // Start runs tinyproxy on a free loopback port, in the foreground of its
