@@ -89,6 +89,15 @@ func checkReport(t *testing.T, srv *lokiserver.Server, function string, inv sand
 	}
 }
 
+// lambdaArch is the architecture as Lambda names it, of the extension the
+// tests build for this machine.
+func lambdaArch() string {
+	if runtime.GOARCH == "amd64" {
+		return "x86_64"
+	}
+	return runtime.GOARCH
+}
+
 func valueOr(v any, def any) any {
 	if v == nil {
 		return def
@@ -103,11 +112,7 @@ func valueOr(v any, def any) any {
 // none is there, and the lines are still all delivered.
 func TestContextOnEveryLine(t *testing.T) {
 	const stream = "2026/12/03/[$LATEST]0123456789abcdef0123456789abcdef"
-	arch := map[string]string{"amd64": "x86_64"}[runtime.GOARCH]
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	sandboxCtx := map[string]string{"log_stream": stream, "function_version": "$LATEST", "runtime": "python3.12", "architecture": arch, "function_alias": "live"}
+	sandboxCtx := map[string]string{"log_stream": stream, "function_version": "$LATEST", "runtime": "python3.12", "architecture": lambdaArch(), "function_alias": "live"}
 	with := func(k, v string) map[string]string {
 		m := map[string]string{k: v}
 		for a, b := range sandboxCtx {
@@ -197,11 +202,7 @@ func TestContextAfterASnapStartRestore(t *testing.T) {
 	if _, err := sb.Shutdown(t.Context(), "spindown"); err != nil {
 		t.Fatal(err)
 	}
-	arch := map[string]string{"amd64": "x86_64"}[runtime.GOARCH]
-	if arch == "" {
-		arch = runtime.GOARCH
-	}
-	warm := map[string]string{"function_version": "$LATEST", "runtime": "java21", "architecture": arch}
+	warm := map[string]string{"function_version": "$LATEST", "runtime": "java21", "architecture": lambdaArch()}
 	restored := map[string]string{"restored": "true"}
 	for k, v := range warm {
 		restored[k] = v
