@@ -155,7 +155,7 @@ func TestContextOnEveryLine(t *testing.T) {
 					checkReport(t, srv, o.function, inv, lines)
 				}
 			}
-			if d := e2etest.CheckDelivery(t, srv, o.function, append(o.sb.InitLines(), o.lines...), o.start); d.Missing != 0 {
+			if d := e2etest.CheckDelivery(t, srv, o.function, append(o.sb.InitLines(), o.lines...), o.start); d.Missing != 0 || d.Duplicated != 0 {
 				t.Fatalf("delivery: %s", d)
 			}
 		})

@@ -67,20 +67,24 @@ func newContextState(cfg ContextConfig) contextState {
 	return contextState{cfg: cfg, sandbox: loki.NewMetadata(cfg.Sandbox...), coldNext: cfg.ColdStart}
 }
 
-// invoked records the qualifier of an INVOKE's function ARN when it names
-// something other than the version running: an alias.
-func (c *contextState) invoked(requestID, invokedFunctionArn string) {
-	if !c.cfg.Alias || requestID == "" {
-		return
+// alias returns the qualifier of an INVOKE's function ARN when it names
+// something other than the version running: an alias; "" otherwise.
+func (c *contextState) alias(invokedFunctionArn string) string {
+	if !c.cfg.Alias {
+		return ""
 	}
-	q := qualifier(invokedFunctionArn)
-	if q == "" || q == c.cfg.FunctionVersion {
-		return
+	if q := qualifier(invokedFunctionArn); q != c.cfg.FunctionVersion {
+		return q
 	}
+	return ""
+}
+
+// invoked records an INVOKE's alias until its platform.start takes it.
+func (c *contextState) invoked(requestID, alias string) {
 	if c.aliases == nil || len(c.aliases) >= maxTracked {
 		c.aliases = make(map[string]string)
 	}
-	c.aliases[requestID] = q
+	c.aliases[requestID] = alias
 }
 
 // restore marks the next invocation as the first after a restore.

@@ -171,3 +171,24 @@ func TestQualifier(t *testing.T) {
 		}
 	}
 }
+
+// An INVOKE the extension sees after its platform.start was handled puts
+// the alias on the invocation's later lines; the earlier ones keep none.
+func TestAnAliasAfterTheStart(t *testing.T) {
+	q := NewQueue(1000, 1<<20, nil)
+	l := NewListener(ListenerConfig{ShipPlatform: true, Context: ContextConfig{Sandbox: testSandbox, FunctionVersion: "$LATEST", Alias: true}}, q)
+	all := invocationEvents("r1", "")
+	cut := strings.Index(all, `,{"time":"2026-01-02T03:04:05.002Z"`) // before runtimeDone
+	post(l, "POST", "["+all[:cut]+"]")
+	l.Invoked("r1", "arn:aws:lambda:us-east-1:123456789012:function:fn:live")
+	post(l, "POST", "["+all[cut+1:]+"]")
+	got := metaByLine(t, q)
+	if len(got) != 4 {
+		t.Fatalf("lines %v", got)
+	}
+	for key, want := range map[string]string{"START r1": "", "line r1": "", "END r1": "live", "REPORT r1": "live"} {
+		if m, ok := got[key]; !ok || m[MetaFunctionAlias] != want {
+			t.Errorf("%s: %v, want function_alias %q", key, m, want)
+		}
+	}
+}

@@ -177,6 +177,21 @@ func (inv *invocations) start(s Start, concurrent bool, meta *loki.Metadata) str
 	return s.RequestID
 }
 
+// alias puts function_alias on the rest of the lines of a started
+// invocation; false when requestID has not started (or is forgotten).
+func (inv *invocations) alias(requestID, alias string) bool {
+	known, ok := inv.recent[requestID]
+	if !ok {
+		return false
+	}
+	known.meta = known.meta.With(loki.Pair{Name: MetaFunctionAlias, Value: alias})
+	inv.recent[requestID] = known
+	if inv.current.requestID == requestID {
+		inv.current = known
+	}
+	return true
+}
+
 // end records the runtimeDone of requestID: lines that follow belong to no
 // invocation until the next platform.start.
 func (inv *invocations) end(requestID string) {

@@ -262,11 +262,17 @@ func (l *Listener) metaOf(inv invocation) *loki.Metadata {
 }
 
 // Invoked tells the listener of an INVOKE: the alias its function ARN
-// names, if any, goes on the lines of its invocation. It is called before
-// the invocation's platform.start is handled, as a rule; lines handled
-// before it carry no alias.
+// names, if any, goes on the lines of its invocation. The INVOKE and the
+// invocation's platform.start come by different ways, in either order:
+// lines handled before the INVOKE (its START, often) carry no alias.
 func (l *Listener) Invoked(requestID, invokedFunctionArn string) {
+	alias := l.context.alias(invokedFunctionArn)
+	if alias == "" || requestID == "" {
+		return
+	}
 	l.batchMu.Lock()
 	defer l.batchMu.Unlock()
-	l.context.invoked(requestID, invokedFunctionArn)
+	if !l.invocations.alias(requestID, alias) {
+		l.context.invoked(requestID, alias)
+	}
 }
