@@ -37,7 +37,8 @@ func linesOf(t *testing.T, srv *lokiserver.Server, function string, start time.T
 }
 
 // checkContext checks that every line carries exactly want of the context
-// fields (a field absent from want must be absent from the line).
+// fields (a field absent from want must be absent from the line), except
+// that a line other than the REPORT may lack function_alias.
 func checkContext(t *testing.T, what string, lines []lokiserver.Line, want map[string]string) {
 	t.Helper()
 	if len(lines) == 0 {
@@ -45,6 +46,13 @@ func checkContext(t *testing.T, what string, lines []lokiserver.Line, want map[s
 	}
 	for _, l := range lines {
 		for _, f := range contextFields {
+			if f == "function_alias" && !strings.HasPrefix(l.Line, "REPORT ") && l.Labels[f] == "" {
+				// The INVOKE that names the alias and the invocation's
+				// events come by different ways: lines handled before the
+				// INVOKE carry none. The REPORT comes after the extension's
+				// /next, so it always has it.
+				continue
+			}
 			if got := l.Labels[f]; got != want[f] {
 				t.Errorf("%s: %q has %s=%q, want %q", what, l.Line, f, got, want[f])
 			}
