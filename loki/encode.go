@@ -1,6 +1,7 @@
 package loki
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"slices"
@@ -77,6 +78,7 @@ type encoder struct {
 	groups []group
 	sizes  []int // encoded size of each entry message, by position in order
 	raw    []byte
+	packed []byte // snappy's scratch: it needs room for the worst case
 }
 
 // group is one stream of a push: its label set and its entries' place in
@@ -189,8 +191,14 @@ func (enc *encoder) encode(entries []Entry, labelsFor func(*Entry) string, meta 
 
 	// The compressed body is not pooled: an HTTP/2 transport may still be
 	// reading it after Do has returned an early answer (a 401 or 413 from a
-	// gateway), so it must not be reused for the next push.
-	return snappy.Encode(nil, raw)
+	// gateway), so it must not be reused for the next push. Snappy wants
+	// room for the worst case, several times what log lines compress to:
+	// that room is kept, and the body copied out at its own size, so that
+	// no push allocates (and zeroes) a buffer it mostly leaves unused.
+	if n := snappy.MaxEncodedLen(len(raw)); cap(enc.packed) < n {
+		enc.packed = make([]byte, n)
+	}
+	return bytes.Clone(snappy.Encode(enc.packed[:cap(enc.packed)], raw))
 }
 
 // group fills enc.groups and enc.order: entries by stream, in the order the
