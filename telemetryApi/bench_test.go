@@ -106,11 +106,17 @@ const (
 // request_id, trace_id and every context field as structured metadata) and
 // pushed over HTTP to a server answering 204. The figures include that server's own work (reading
 // the body), which runs in the same process.
-func BenchmarkPipeline(b *testing.B) { benchmarkPipeline(b, nil) }
+func BenchmarkPipeline(b *testing.B) { benchmarkPipeline(b, nil, benchContext) }
+
+// BenchmarkPipelineWithoutContext is BenchmarkPipeline with no context
+// fields (LOKI_METADATA_EXCLUDE naming them all): what they cost per line.
+func BenchmarkPipelineWithoutContext(b *testing.B) {
+	benchmarkPipeline(b, nil, telemetryApi.ContextConfig{})
+}
 
 // benchmarkPipeline runs BenchmarkPipeline's loop with the listener
-// filtering through f (nil: no filter).
-func benchmarkPipeline(b *testing.B, f *filter.Filter) {
+// filtering through f (nil: no filter) and putting context on the lines.
+func benchmarkPipeline(b *testing.B, f *filter.Filter, lineContext telemetryApi.ContextConfig) {
 	body := textBatch(batchLines, 100)
 	srv := noContentLoki(b)
 	client, err := loki.New(loki.Config{URL: srv.URL + "/api/prom/push", Labels: map[string]string{"source": "lambda", "function": "bench"}})
@@ -118,7 +124,7 @@ func benchmarkPipeline(b *testing.B, f *filter.Filter) {
 		b.Fatal(err)
 	}
 	q := telemetryApi.NewQueue(100_000, 16<<20, nil)
-	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{Filter: f, Context: benchContext}, q)
+	l := telemetryApi.NewListener(telemetryApi.ListenerConfig{Filter: f, Context: lineContext}, q)
 	d := telemetryApi.NewDispatcher(q, client, telemetryApi.DispatcherConfig{})
 	post(b, l, startBatch())
 	if e := q.Take(1); len(e) != 0 {
