@@ -21,6 +21,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
 )
 
@@ -103,6 +104,9 @@ type Config struct {
 	// Filter is LOKI_MIN_LEVEL and LOKI_PROCESSING_RULES: what is dropped or
 	// masked before a function or extension line is queued.
 	Filter filter.Config
+	// Context is what lines carry about their sandbox and invocation as
+	// structured metadata (LOKI_METADATA_EXCLUDE turns fields off).
+	Context telemetryApi.ContextConfig
 
 	// LogLevel is the level of the extension's own log.
 	LogLevel logrus.Level
@@ -198,6 +202,7 @@ func Load(lookup LookupFunc) (Config, error) {
 	cfg.ShipPlatformLogs = r.boolean("SHIP_PLATFORM_LOGS", false)
 	cfg.ShipExtensionLogs = r.boolean("SHIP_EXTENSION_LOGS", false)
 	cfg.Filter = r.filter()
+	cfg.Context = r.context()
 
 	labels := map[string]string{"source": "lambda", "function": cfg.FunctionName}
 	r.labels("LOKI_LABELS", labels)

@@ -100,8 +100,18 @@ func NewClient(runtimeAPI string) *Client {
 		baseURL: "http://" + runtimeAPI + "/2020-01-01/extension",
 		// No timeout: /next blocks until the next event, which may be hours
 		// away. Contexts bound every other call.
-		http: &http.Client{},
+		http: &http.Client{Transport: DirectTransport()},
 	}
+}
+
+// DirectTransport is Go's default transport without a proxy, for the
+// Runtime API (Extensions and Telemetry): it is on the sandbox's own
+// loopback, never behind HTTPS_PROXY or HTTP_PROXY, also where an emulator
+// gives it a name that is not a loopback address.
+func DirectTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	return t
 }
 
 // ExtensionID is the identifier Lambda gave at registration.

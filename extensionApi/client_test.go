@@ -186,3 +186,17 @@ func TestNextHonoursContext(t *testing.T) {
 		t.Fatalf("want deadline exceeded, got %v", err)
 	}
 }
+
+// The Runtime API is never reached through HTTPS_PROXY or HTTP_PROXY, which
+// a function behind a proxy sets for Loki: Go's default transport would send
+// a non-loopback Runtime API address (an emulator's) to the proxy.
+func TestRuntimeAPIIsNeverProxied(t *testing.T) {
+	c := NewClient("sandbox.localdomain:9001")
+	tr, ok := c.http.Transport.(*http.Transport)
+	if !ok || tr.Proxy != nil {
+		t.Fatalf("the Extensions API client's transport %T uses a proxy function", c.http.Transport)
+	}
+	if DirectTransport().Proxy != nil {
+		t.Fatal("DirectTransport has a proxy function")
+	}
+}

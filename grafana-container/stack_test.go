@@ -173,6 +173,11 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 	// request and trace IDs on each of its lines, none on an init line.
 	r1 := map[string]string{"request_id": "r1", "trace_id": traceR1}
 	r2 := map[string]string{"request_id": "r2", "trace_id": traceR2}
+	// A REPORT line carries its figures too.
+	report1 := map[string]string{"request_id": "r1", "trace_id": traceR1, "cold_start": "true", "duration_ms": "12.34", "billed_duration_ms": "3000",
+		"memory_size_mb": "128", "max_memory_used_mb": "60", "init_duration_ms": "100.5", "status": "success"}
+	report2 := map[string]string{"request_id": "r2", "trace_id": traceR2, "duration_ms": "3000", "billed_duration_ms": "3000",
+		"memory_size_mb": "128", "max_memory_used_mb": "64", "status": "timeout", "error_type": "Sandbox.Timeout"}
 	first := time.Now()
 	last := push(t, srv, []stream{
 		{labels: fn, lines: []string{
@@ -184,11 +189,10 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 		{labels: platform, lines: []string{
 			"START RequestId: r1 Version: $LATEST",
 			"END RequestId: r1",
-			// A cold start: the only REPORT with an Init Duration, and a
-			// Billed Duration the duration regexp must not pick.
+			// A cold start: the only REPORT with an Init Duration.
 			reportLine("r1", "12.34", 60, "\tInit Duration: 100.50 ms"),
 			reportLine("r2", "3000.00", 64, "\tStatus: timeout"),
-		}, metadata: []map[string]string{r1, r1, r1, r2}},
+		}, metadata: []map[string]string{r1, r1, report1, report2}},
 	}, first)
 
 	// What each query must give for dash-fn with everything above in one
@@ -196,14 +200,17 @@ func TestDashboardQueriesRunOnLoki(t *testing.T) {
 	// dashboard query without an entry here fails the test, so a new panel
 	// gets checked too.
 	want := map[string]float64{
-		"Log lines per function/A":   8,
-		"Errors per function/A":      2, // the ERROR line and the timeout; not the REPORT with Status: timeout
-		"Duration (REPORT)/A":        3000,
-		"Duration (REPORT)/B":        (12.34 + 3000) / 2,
-		"Max memory used (REPORT)/A": 64,
-		"Max memory used (REPORT)/B": 128,
-		"Cold starts/A":              1,
-		"Logs/A":                     8, // lines, not a metric
+		"Log lines per function/A":       8,
+		"Errors per function/A":          2,                         // the ERROR line and the timeout; not the REPORT with Status: timeout
+		"Duration (REPORT)/A":            12.34 + 0.99*(3000-12.34), // p99, interpolated as Prometheus does
+		"Duration (REPORT)/B":            (12.34 + 3000) / 2,
+		"Billed duration (REPORT)/A":     6000,
+		"Memory headroom (REPORT)/A":     64,
+		"Memory headroom (REPORT)/B":     128,
+		"Cold starts/A":                  1,
+		"Init duration (REPORT)/A":       100.5,
+		"Timeouts and errors (REPORT)/A": 1, // r2's timeout
+		"Logs/A":                         8, // lines, not a metric
 	}
 	wantByRequest := map[string]map[string]float64{
 		"Requests/A": {"r1": 5, "r2": 2}, // every line of the invocation; not the init line

@@ -79,6 +79,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 		OnRestore: onRestore,
 		Log:       log,
 		Filter:    f,
+		Context:   cfg.Context,
 	}, q)
 	if err := l.Start(); err != nil {
 		q.Close()

@@ -195,6 +195,9 @@ func (x *extension) run(ctx context.Context) int {
 // away the push is skipped: the background retries deliver.
 func (x *extension) onInvoke(ctx context.Context, ev extensionApi.Event) {
 	x.lastRequestID = ev.RequestID
+	if x.telemetry {
+		x.listener.Invoked(ev.RequestID, ev.InvokedFunctionArn)
+	}
 	deadline := ev.Deadline().Add(-invokeMargin)
 	if ev.DeadlineMs == 0 {
 		// Lambda always sends one; some emulators do not.

@@ -31,7 +31,7 @@ func BenchmarkPipelineFiltered(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			benchmarkPipeline(b, f)
+			benchmarkPipeline(b, f, benchContext)
 		})
 	}
 }

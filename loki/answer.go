@@ -36,7 +36,7 @@ const (
 	// refused; Loki stores the others.
 	answerInvalid
 	// answerTransient: Loki may take them later (5xx, 408, 429, a
-	// connection refused or reset).
+	// proxy's 407, a connection refused or reset).
 	answerTransient
 	// answerHung: the request's own timeout passed; Loki accepted the
 	// connection and did not answer.
@@ -67,6 +67,10 @@ func classify(a answer, ctxErr error) verdict {
 	case a.status == http.StatusBadRequest:
 		return answerInvalid
 	case a.status == http.StatusTooManyRequests || a.status == http.StatusRequestTimeout:
+		return answerTransient
+	case a.status == http.StatusProxyAuthRequired:
+		// A forward proxy (HTTPS_PROXY) refusing the request is an outage
+		// on the way to Loki, not Loki refusing the lines.
 		return answerTransient
 	case a.status >= 400 && a.status < 500:
 		return answerRejected

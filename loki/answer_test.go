@@ -29,6 +29,7 @@ func TestClassify(t *testing.T) {
 		{"422: empty push, for good", answer{status: 422}, nil, answerRejected},
 		{"408: may pass", answer{status: 408}, nil, answerTransient},
 		{"429: rate limited, may pass", answer{status: 429}, nil, answerTransient},
+		{"407: the proxy refuses, an outage on the way", answer{status: 407}, nil, answerTransient},
 		{"500: may pass", answer{status: 500}, nil, answerTransient},
 		{"502: may pass", answer{status: 502}, nil, answerTransient},
 		{"503: may pass", answer{status: 503}, nil, answerTransient},

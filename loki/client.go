@@ -229,7 +229,7 @@ func (c *Client) buildLabels(s StreamType, level string) string {
 // metadata returns the structured metadata to send: none once Loki refused
 // it or when configured so; otherwise all of it, except level when it is
 // already a stream label.
-func (c *Client) metadata() metadata {
+func (c *Client) metadata() metaFields {
 	if c.cfg.NoStructuredMetadata || c.metadataRefused.Load() {
 		return 0
 	}

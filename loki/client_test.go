@@ -386,6 +386,7 @@ func TestPushSaysWhetherLokiIsUnavailable(t *testing.T) {
 		cancelAfter time.Duration
 	}{
 		{"500 until the budget ends", status(500, "boom"), 300 * time.Millisecond, true, 0, 100, 0},
+		{"407 from a forward proxy until the budget ends", status(407, "proxy authentication required", "Proxy-Authenticate", `Basic realm="proxy"`), 300 * time.Millisecond, true, 0, 100, 0},
 		{"429 with Retry-After longer than the budget", status(429, "slow down", "Retry-After", "2"), 300 * time.Millisecond, true, 2 * time.Second, 1, 0},
 		{"hanging: one request, then the window ends", func(int, http.ResponseWriter) bool { time.Sleep(time.Second); return true }, 2 * time.Second, true, 0, 1, 0},
 		{"fine, but the budget ends between requests", nil, time.Second, false, 0, 1, 0},

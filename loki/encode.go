@@ -1,6 +1,7 @@
 package loki
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/bits"
 	"slices"
@@ -77,6 +78,7 @@ type encoder struct {
 	groups []group
 	sizes  []int // encoded size of each entry message, by position in order
 	raw    []byte
+	packed []byte // snappy's scratch: it needs room for the worst case
 }
 
 // group is one stream of a push: its label set and its entries' place in
@@ -107,16 +109,19 @@ const (
 	tagNanos     = 2<<3 | 0
 )
 
-// metadata selects which of an entry's fields are sent as structured
+// metaFields selects which of an entry's fields are sent as structured
 // metadata; the zero value sends none, for a Loki that refuses it.
-type metadata uint8
+type metaFields uint8
 
 const (
-	metaLevel metadata = 1 << iota
+	metaLevel metaFields = 1 << iota
 	metaRequestID
 	metaTraceID
+	// metaShared is the entry's Meta: the sandbox's and the invocation's
+	// context, a REPORT's figures.
+	metaShared
 
-	metaAll = metaLevel | metaRequestID | metaTraceID
+	metaAll = metaLevel | metaRequestID | metaTraceID | metaShared
 )
 
 // Structured metadata names. They are written in this (sorted) order, the
@@ -128,14 +133,14 @@ const (
 )
 
 // sendsLevel reports whether the entry's level goes in its metadata.
-func sendsLevel(e *Entry, meta metadata) bool {
+func sendsLevel(e *Entry, meta metaFields) bool {
 	return meta&metaLevel != 0 && e.Level != "" && len(e.Level) <= MaxLevelBytes
 }
 
 // encode returns the body for entries, grouped into streams by labelsFor and
 // sorted by time within each stream, with the structured metadata meta
 // selects.
-func (enc *encoder) encode(entries []Entry, labelsFor func(*Entry) string, meta metadata) []byte {
+func (enc *encoder) encode(entries []Entry, labelsFor func(*Entry) string, meta metaFields) []byte {
 	enc.mu.Lock()
 	defer enc.mu.Unlock()
 	enc.group(entries, labelsFor)
@@ -186,8 +191,14 @@ func (enc *encoder) encode(entries []Entry, labelsFor func(*Entry) string, meta 
 
 	// The compressed body is not pooled: an HTTP/2 transport may still be
 	// reading it after Do has returned an early answer (a 401 or 413 from a
-	// gateway), so it must not be reused for the next push.
-	return snappy.Encode(nil, raw)
+	// gateway), so it must not be reused for the next push. Snappy wants
+	// room for the worst case, several times what log lines compress to:
+	// that room is kept, and the body copied out at its own size, so that
+	// no push allocates (and zeroes) a buffer it mostly leaves unused.
+	if n := snappy.MaxEncodedLen(len(raw)); cap(enc.packed) < n {
+		enc.packed = make([]byte, n)
+	}
+	return bytes.Clone(snappy.Encode(enc.packed[:cap(enc.packed)], raw))
 }
 
 // group fills enc.groups and enc.order: entries by stream, in the order the
@@ -237,7 +248,7 @@ func (enc *encoder) group(entries []Entry, labelsFor func(*Entry) string) {
 // entrySize is the encoded size of an Entry message: its timestamp (always
 // present), its line (omitted when empty, as proto3 does) and its structured
 // metadata.
-func entrySize(e *Entry, meta metadata) int {
+func entrySize(e *Entry, meta metaFields) int {
 	size := fieldSize(timestampSize(e.Time.Unix(), e.Time.Nanosecond()))
 	if e.Line != "" {
 		size += fieldSize(len(e.Line))
@@ -250,7 +261,7 @@ func entrySize(e *Entry, meta metadata) int {
 
 // metadataSize is the encoded size of an entry's structured metadata: one
 // repeated field per non-empty value that meta selects.
-func metadataSize(e *Entry, meta metadata) int {
+func metadataSize(e *Entry, meta metaFields) int {
 	size := 0
 	if sendsLevel(e, meta) {
 		size += fieldSize(pairSize(nameLevel, e.Level))
@@ -261,13 +272,16 @@ func metadataSize(e *Entry, meta metadata) int {
 	if meta&metaTraceID != 0 && e.TraceID != "" {
 		size += fieldSize(pairSize(nameTraceID, e.TraceID))
 	}
+	if meta&metaShared != 0 && e.Meta != nil {
+		size += len(e.Meta.encoded)
+	}
 	return size
 }
 
 // appendMetadata appends the entry's structured metadata, in the order of
 // metadataSize. An empty value is left out: it would say nothing and cost
 // bytes on every line.
-func appendMetadata(b []byte, e *Entry, meta metadata) []byte {
+func appendMetadata(b []byte, e *Entry, meta metaFields) []byte {
 	if sendsLevel(e, meta) {
 		b = appendPair(b, nameLevel, e.Level)
 	}
@@ -276,6 +290,10 @@ func appendMetadata(b []byte, e *Entry, meta metadata) []byte {
 	}
 	if meta&metaTraceID != 0 && e.TraceID != "" {
 		b = appendPair(b, nameTraceID, e.TraceID)
+	}
+	if meta&metaShared != 0 && e.Meta != nil {
+		// Encoded once for every entry that shares it: a copy per line.
+		b = append(b, e.Meta.encoded...)
 	}
 	return b
 }

@@ -17,8 +17,8 @@ import (
 // entries: what the hand-written encoder must match byte for byte. It
 // builds each entry's structured metadata from the non-empty fields meta
 // selects (a level only up to MaxLevelBytes), sorted by name as Loki keeps
-// label sets.
-func referenceBody(t *testing.T, entries []Entry, labelsFor func(*Entry) string, meta metadata) []byte {
+// label sets, then the entry's shared metadata in its own order.
+func referenceBody(t *testing.T, entries []Entry, labelsFor func(*Entry) string, meta metaFields) []byte {
 	t.Helper()
 	var req push.PushRequest
 	index := map[string]int{}
@@ -37,7 +37,7 @@ func referenceBody(t *testing.T, entries []Entry, labelsFor func(*Entry) string,
 			level = ""
 		}
 		for _, f := range []struct {
-			bit         metadata
+			bit         metaFields
 			name, value string
 		}{
 			{metaRequestID, "request_id", e.RequestID},
@@ -49,6 +49,11 @@ func referenceBody(t *testing.T, entries []Entry, labelsFor func(*Entry) string,
 			}
 		}
 		slices.SortFunc(sm, func(a, b push.LabelAdapter) int { return strings.Compare(a.Name, b.Name) })
+		if meta&metaShared != 0 {
+			for _, p := range e.Meta.Pairs() {
+				sm = append(sm, push.LabelAdapter{Name: p.Name, Value: p.Value})
+			}
+		}
 		req.Streams[si].Entries = append(req.Streams[si].Entries, push.Entry{Timestamp: e.Time, Line: e.Line, StructuredMetadata: sm})
 	}
 	for _, s := range req.Streams {
@@ -66,6 +71,7 @@ func referenceBody(t *testing.T, entries []Entry, labelsFor func(*Entry) string,
 // long enough for a two-byte length.
 func randomEntries(rng *rand.Rand, base time.Time, n int) []Entry {
 	pick := func(values ...string) string { return values[rng.IntN(len(values))] }
+	shared := []*Metadata{nil, sandboxMeta, sandboxMeta.With(Pair{"cold_start", "true"}), NewMetadata(Pair{"runtime", strings.Repeat("é", 200)})}
 	entries := make([]Entry, n)
 	for i := range entries {
 		entries[i] = Entry{
@@ -75,6 +81,7 @@ func randomEntries(rng *rand.Rand, base time.Time, n int) []Entry {
 			Level:     pick("", "INFO", "ERROR", "niveau-é", strings.Repeat("L", MaxLevelBytes), strings.Repeat("L", MaxLevelBytes+1)),
 			RequestID: pick("", "8f5e4c3a-1b2d-4e6f-9a7b-0c1d2e3f4a5b", "req-"+strconv.Itoa(rng.IntN(1000))),
 			TraceID:   pick("", "5759e988bd862e3fe1be46a994272793", strings.Repeat("t", 130)),
+			Meta:      shared[rng.IntN(len(shared))],
 		}
 	}
 	return entries
@@ -101,6 +108,7 @@ func TestEncoderMatchesLokisPushPackage(t *testing.T) {
 		{"a long line (multi-byte lengths)", []Entry{{Time: base, Line: strings.Repeat("l", 200_000), RequestID: rid}}},
 		{"every metadata field", []Entry{{Time: base, Line: `{"level":"ERROR"}`, Level: "ERROR", RequestID: rid, TraceID: tid}}},
 		{"metadata on an empty line", []Entry{{Time: base, RequestID: rid, TraceID: tid}}},
+		{"shared metadata", []Entry{{Time: base, Line: "a", RequestID: rid, Meta: sandboxMeta}, {Time: base, Line: "b", Meta: sandboxMeta}}},
 		{"a level too long to be one stays in the line only", []Entry{{Time: base, Line: "x", Level: strings.Repeat("L", 100_000), RequestID: rid}}},
 		{"some with, some without", []Entry{
 			{Time: base, Line: "init"}, {Time: base, Line: "a", RequestID: rid},
@@ -110,7 +118,7 @@ func TestEncoderMatchesLokisPushPackage(t *testing.T) {
 	}
 	modes := []struct {
 		name string
-		meta metadata
+		meta metaFields
 	}{
 		{"with metadata", metaAll},
 		{"without metadata", 0},
@@ -143,7 +151,7 @@ func TestEncoderRoundTripsThroughLokisPushPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 3, 4, 5, 6, 7, 8, time.UTC)
-	in := []Entry{{Time: at, Line: "l", Level: "WARN", RequestID: "r-1", TraceID: "5759e988bd862e3fe1be46a994272793"}}
+	in := []Entry{{Time: at, Line: "l", Level: "WARN", RequestID: "r-1", TraceID: "5759e988bd862e3fe1be46a994272793", Meta: NewMetadata(Pair{"log_stream", "2026/03/04/[$LATEST]abc"}, Pair{"cold_start", "true"})}}
 	raw, err := snappy.Decode(nil, c.enc.encode(in, c.labelsFor, c.metadata()))
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +164,8 @@ func TestEncoderRoundTripsThroughLokisPushPackage(t *testing.T) {
 		t.Fatalf("decoded %+v", req.Streams)
 	}
 	got := req.Streams[0].Entries[0]
-	want := push.LabelsAdapter{{Name: "level", Value: "WARN"}, {Name: "request_id", Value: "r-1"}, {Name: "trace_id", Value: "5759e988bd862e3fe1be46a994272793"}}
+	want := push.LabelsAdapter{{Name: "level", Value: "WARN"}, {Name: "request_id", Value: "r-1"}, {Name: "trace_id", Value: "5759e988bd862e3fe1be46a994272793"},
+		{Name: "log_stream", Value: "2026/03/04/[$LATEST]abc"}, {Name: "cold_start", Value: "true"}}
 	if !got.Timestamp.Equal(at) || got.Line != "l" || !slices.Equal(got.StructuredMetadata, want) || len(got.Parsed) != 0 {
 		t.Fatalf("decoded %+v, want %v", got, want)
 	}
@@ -175,6 +184,7 @@ func TestEntrySizeCountsMetadata(t *testing.T) {
 		{"all metadata", Entry{Time: at, Line: "x", Level: "ERROR", RequestID: "8f5e4c3a-1b2d-4e6f-9a7b-0c1d2e3f4a5b", TraceID: "5759e988bd862e3fe1be46a994272793"}},
 		{"long values", Entry{Time: at, Line: strings.Repeat("x", 300), Level: strings.Repeat("l", MaxLevelBytes), RequestID: strings.Repeat("r", 300), TraceID: strings.Repeat("t", 300)}},
 		{"a level too long to be sent", Entry{Time: at, Line: "x", Level: strings.Repeat("l", 300)}},
+		{"shared metadata", Entry{Time: at, Line: "x", RequestID: "r", Meta: sandboxMeta}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,10 +192,14 @@ func TestEntrySizeCountsMetadata(t *testing.T) {
 				t.Fatalf("Size %d < %d encoded bytes", tt.e.Size(), encoded)
 			}
 			bare := tt.e
-			bare.Level, bare.RequestID, bare.TraceID = "", "", ""
+			bare.Level, bare.RequestID, bare.TraceID, bare.Meta = "", "", "", nil
 			if got, want := tt.e.Size()-bare.Size(), metadataSize(&tt.e, metaAll); got != want {
 				t.Fatalf("metadata counts %d bytes in Size, want %d", got, want)
 			}
 		})
 	}
 }
+
+// sandboxMeta is shared metadata as the listener makes it for a sandbox.
+var sandboxMeta = NewMetadata(Pair{"log_stream", "2026/03/04/[$LATEST]8f5e4c3a1b2d4e6f9a7b0c1d2e3f4a5b"},
+	Pair{"function_version", "$LATEST"}, Pair{"runtime", "python3.12"}, Pair{"architecture", "x86_64"})

@@ -56,6 +56,10 @@ type Entry struct {
 	// hex digits) when the function has active tracing, sent as structured
 	// metadata.
 	TraceID string
+	// Meta is structured metadata the entry shares with others (the
+	// sandbox's and the invocation's context, a REPORT's figures), encoded
+	// once; nil for none. It is never changed once entries point to it.
+	Meta *Metadata
 }
 
 // entryOverhead is what an entry costs beyond the bytes of its strings: the

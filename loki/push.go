@@ -154,8 +154,9 @@ func streamHeaderBytes(labels string) int { return len(labels) + 16 }
 
 // MinRequestBytes is the smallest request bound that holds any one entry
 // whose line is at most maxLineBytes long, with the given labels (plus the
-// type and level the client may add): a request is never cut smaller than
-// one entry, so a smaller bound would be exceeded.
+// type and level the client may add, and the most shared metadata an entry
+// may carry): a request is never cut smaller than one entry, so a smaller
+// bound would be exceeded.
 func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 	all := make(map[string]string, len(labels)+2)
 	for k, v := range labels {
@@ -164,7 +165,7 @@ func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 	all["type"] = "extension"
 	all["level"] = strings.Repeat("x", MaxLevelBytes)
 	longest := Entry{Level: all["level"], RequestID: strings.Repeat("x", MaxRequestIDBytes), TraceID: strings.Repeat("x", traceIDBytes)}
-	return maxLineBytes + longest.Size() + streamHeaderBytes(FormatLabels(all))
+	return maxLineBytes + longest.Size() + MaxSharedMetadataBytes + streamHeaderBytes(FormatLabels(all))
 }
 
 // pushRequest sends one request, retrying while ctx allows. It returns false
@@ -239,8 +240,12 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 			}
 			return giveUp()
 		case answerTransient:
-			lastErr = a.err
-			if lastErr == nil {
+			switch {
+			case a.err != nil:
+				lastErr = a.err
+			case a.status == http.StatusProxyAuthRequired:
+				lastErr = fmt.Errorf("pushing to %s: the proxy answered %d: %s", c.redacted, a.status, shortMessage(a.msg))
+			default:
 				lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, a.status, shortMessage(a.msg))
 			}
 		}

@@ -230,6 +230,9 @@ func (s *Sandbox) invokeEvent(inv *invocation) []byte {
 		"eventType": "INVOKE", "deadlineMs": inv.res.Deadline.UnixMilli(), "requestId": inv.res.RequestID,
 		"invokedFunctionArn": s.functionARN(),
 	}
+	if s.cfg.Alias != "" {
+		event["invokedFunctionArn"] = event["invokedFunctionArn"].(string) + ":" + s.cfg.Alias
+	}
 	if inv.res.TraceHeader != "" {
 		event["tracing"] = map[string]string{"type": "X-Amzn-Trace-Id", "value": inv.res.TraceHeader}
 	}

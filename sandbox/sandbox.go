@@ -63,6 +63,9 @@ type Config struct {
 	FunctionName string
 	MemoryMB     int
 	Region       string
+	// Alias is the qualifier every INVOKE's invokedFunctionArn ends with, as
+	// when the function is invoked through an alias ("": unqualified).
+	Alias string
 	// FunctionTimeout sets each INVOKE's deadline (default 3 s).
 	FunctionTimeout time.Duration
 	// InitTimeout bounds init (default 10 s); ShutdownTimeout is SHUTDOWN's

@@ -161,7 +161,11 @@ func newContainerCredentials(uri, token, tokenFile string, transport http.RoundT
 		return nil, errors.New("AWS_CONTAINER_CREDENTIALS_FULL_URI: want an https URL, or an http URL of a loopback or link-local address")
 	}
 	if transport == nil {
-		transport = http.DefaultTransport
+		// The endpoint is this machine's or link-local: a proxy set for
+		// Loki and AWS's APIs must not see the token.
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.Proxy = nil
+		transport = t
 	}
 	return &containerCredentials{uri: uri, token: token, tokenFile: tokenFile, now: now,
 		http: &http.Client{Transport: transport, Timeout: 5 * time.Second}}, nil

@@ -41,7 +41,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			if !l.decodeRecord(ev, &s) || s.RequestID == "" {
 				continue
 			}
-			id := l.invocations.start(s, l.cfg.Concurrent)
+			id := l.invocations.start(s, l.cfg.Concurrent, l.context.start(s.RequestID))
 			l.done.start(id)
 			if l.cfg.ShipPlatform {
 				p.add(l.platformEntry(ev, received, startLine(s), id), room)
@@ -68,7 +68,10 @@ func (l *Listener) handle(events []Event, received time.Time) {
 		case TypePlatformReport:
 			var rep Report
 			if l.cfg.ShipPlatform && l.decodeRecord(ev, &rep) {
-				p.add(l.platformEntry(ev, received, reportLine(rep), l.invocations.of(rep.RequestID).requestID), room)
+				inv := l.invocations.of(rep.RequestID)
+				e := l.platformEntry(ev, received, reportLine(rep), inv.requestID)
+				e.Meta = l.context.report(e.Meta, &rep)
+				p.add(e, room)
 			}
 		case TypePlatformLogsDropped:
 			var d LogsDropped
@@ -82,6 +85,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 			// Sandboxes restored from one snapshot must not share the offset
 			// drawn before it.
 			l.stamps.resalt()
+			l.context.restore()
 			if l.cfg.OnRestore != nil {
 				l.cfg.OnRestore()
 			}
@@ -103,7 +107,7 @@ func (l *Listener) lineEntry(ev *Event, stream loki.StreamType, received time.Ti
 	if requestID != "" {
 		inv = l.invocations.of(requestID)
 	}
-	e.RequestID, e.TraceID = inv.requestID, inv.traceID
+	e.RequestID, e.TraceID, e.Meta = inv.requestID, inv.traceID, l.metaOf(inv)
 	return e
 }
 
@@ -148,10 +152,16 @@ type invocations struct {
 	recent map[string]invocation
 }
 
-type invocation struct{ requestID, traceID string }
+type invocation struct {
+	requestID, traceID string
+	// meta is the shared metadata of the invocation's lines (nil: the
+	// sandbox's).
+	meta *loki.Metadata
+}
 
-// start records a platform.start and returns its interned request ID.
-func (inv *invocations) start(s Start, concurrent bool) string {
+// start records a platform.start, with the metadata of its lines, and
+// returns its interned request ID.
+func (inv *invocations) start(s Start, concurrent bool, meta *loki.Metadata) string {
 	if inv.recent == nil || len(inv.recent) >= maxTracked {
 		inv.recent = make(map[string]invocation)
 	}
@@ -159,12 +169,27 @@ func (inv *invocations) start(s Start, concurrent bool) string {
 	if s.Tracing != nil {
 		trace, _ = TraceIDFromXRay(s.Tracing.Value)
 	}
-	known := invocation{s.RequestID, trace}
+	known := invocation{s.RequestID, trace, meta}
 	inv.recent[s.RequestID] = known
 	if !concurrent {
 		inv.current = known
 	}
 	return s.RequestID
+}
+
+// alias puts function_alias on the rest of the lines of a started
+// invocation; false when requestID has not started (or is forgotten).
+func (inv *invocations) alias(requestID, alias string) bool {
+	known, ok := inv.recent[requestID]
+	if !ok {
+		return false
+	}
+	known.meta = known.meta.With(loki.Pair{Name: MetaFunctionAlias, Value: alias})
+	inv.recent[requestID] = known
+	if inv.current.requestID == requestID {
+		inv.current = known
+	}
+	return true
 }
 
 // end records the runtimeDone of requestID: lines that follow belong to no

@@ -61,6 +61,9 @@ type ListenerConfig struct {
 	// ReadTimeout and IdleTimeout bound a connection's request and its idle
 	// keep-alive (DefaultReadTimeout and DefaultIdleTimeout when zero).
 	ReadTimeout, IdleTimeout time.Duration
+	// Context is what lines carry about their sandbox and invocation, as
+	// structured metadata. The zero value adds none.
+	Context ContextConfig
 }
 
 // ListenerStats counts what the listener received.
@@ -89,6 +92,7 @@ type Listener struct {
 	batchMu     sync.Mutex
 	stamps      *stamper
 	invocations invocations
+	context     contextState
 
 	done runtimeDoneTracker
 
@@ -123,7 +127,8 @@ func NewListener(cfg ListenerConfig, sink Sink) *Listener {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = DefaultIdleTimeout
 	}
-	l := &Listener{cfg: cfg, sink: sink, stamps: newStamper()}
+
+	l := &Listener{cfg: cfg, sink: sink, stamps: newStamper(), context: newContextState(cfg.Context)}
 	l.done.init()
 	l.bufs.New = func() any { return new(bytes.Buffer) }
 	l.srv = &http.Server{
@@ -252,5 +257,31 @@ func (l *Listener) platformEntry(ev *Event, received time.Time, line, requestID 
 	if !ok {
 		t = received
 	}
-	return loki.Entry{Time: t, Line: line, Stream: loki.StreamPlatform, RequestID: requestID, TraceID: l.invocations.of(requestID).traceID}
+	inv := l.invocations.of(requestID)
+	return loki.Entry{Time: t, Line: line, Stream: loki.StreamPlatform, RequestID: requestID, TraceID: inv.traceID, Meta: l.metaOf(inv)}
+}
+
+// metaOf is the shared metadata of a line of inv: the invocation's, or the
+// sandbox's for a line of none (or of one no longer remembered).
+func (l *Listener) metaOf(inv invocation) *loki.Metadata {
+	if inv.meta != nil {
+		return inv.meta
+	}
+	return l.context.sandbox
+}
+
+// Invoked tells the listener of an INVOKE: the alias its function ARN
+// names, if any, goes on the lines of its invocation. The INVOKE and the
+// invocation's platform.start come by different ways, in either order:
+// lines handled before the INVOKE (its START, often) carry no alias.
+func (l *Listener) Invoked(requestID, invokedFunctionArn string) {
+	alias := l.context.alias(invokedFunctionArn)
+	if alias == "" || requestID == "" {
+		return
+	}
+	l.batchMu.Lock()
+	defer l.batchMu.Unlock()
+	if !l.invocations.alias(requestID, alias) {
+		l.context.invoked(requestID, alias)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
 )
 
 // Schema versions of the Telemetry API
@@ -70,7 +72,9 @@ func Subscribe(ctx context.Context, runtimeAPI, extensionID string, sub Subscrip
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Lambda-Extension-Identifier", extensionID)
-	resp, err := http.DefaultClient.Do(req)
+	t := extensionApi.DirectTransport()
+	defer t.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: t}).Do(req)
 	if err != nil {
 		return fmt.Errorf("telemetry api subscribe: %w", err)
 	}

@@ -65,6 +65,12 @@ type Config struct {
 	Upstream string
 	// TLS serves HTTPS with a certificate of a test CA (see CAFile).
 	TLS bool
+	// Host is a name of this machine's loopback address, other than
+	// localhost, that URL uses and the TLS certificate names. A forward
+	// proxy test needs one: Go never sends a request for localhost or a
+	// loopback IP through a proxy, while a name is sent, and the proxy
+	// resolves it to the loopback. The proxy listens on 127.0.0.1 always.
+	Host string
 	// Username and Password, when set, are required as basic auth; TenantID,
 	// when set, is required as X-Scope-OrgID. The proxy strips Authorization.
 	Username, Password, TenantID string
@@ -102,7 +108,7 @@ func Start(cfg Config) (*Proxy, error) {
 	p := &Proxy{cfg: cfg, proxy: httputil.NewSingleHostReverseProxy(up), changed: make(chan struct{})}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
 	if cfg.TLS {
-		cert, caPEM, err := testCertificate()
+		cert, caPEM, err := testCertificate(cfg.Host)
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +129,14 @@ func Start(cfg Config) (*Proxy, error) {
 }
 
 // URL is the proxy's base URL.
-func (p *Proxy) URL() string { return p.srv.URL }
+func (p *Proxy) URL() string {
+	if p.cfg.Host == "" {
+		return p.srv.URL
+	}
+	u, _ := url.Parse(p.srv.URL)
+	u.Host = net.JoinHostPort(p.cfg.Host, u.Port())
+	return u.String()
+}
 
 // CAFile is the PEM file of the CA that signed the proxy's certificate.
 func (p *Proxy) CAFile() string { return p.caFile }
@@ -261,8 +274,9 @@ func (p *Proxy) fail(w http.ResponseWriter, f Fault) {
 }
 
 // testCertificate makes an in-memory CA and a server certificate for the
-// loopback, returning the server's key pair and the CA in PEM.
-func testCertificate() (tls.Certificate, []byte, error) {
+// loopback (and the name extra, if not empty), returning the server's key pair and the
+// CA in PEM.
+func testCertificate(extra string) (tls.Certificate, []byte, error) {
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, nil, err
@@ -283,6 +297,9 @@ func testCertificate() (tls.Certificate, []byte, error) {
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
 		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")}, DNSNames: []string{"localhost"},
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	if extra != "" {
+		leaf.DNSNames = append(leaf.DNSNames, extra)
+	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return tls.Certificate{}, nil, err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokibin"
+	"github.com/lambda-loki/grafana-loki-extension/internal/outputbuf"
 )
 
 // Options configures Start.
@@ -42,6 +43,9 @@ type Options struct {
 	// 25 000 lines/s of 130 bytes on one stream), so that a benchmark
 	// measures the extension, not Loki's limits.
 	HighIngestionLimits bool
+	// Env is more of Loki's environment (KEY=value), for a ConfigFile's
+	// ${VAR} values.
+	Env []string
 	// Limits are more limits_config lines for the generated configuration,
 	// each indented by two spaces (e.g. "\n  allow_structured_metadata:
 	// false"), to run Loki as a deployment configured so would.
@@ -60,7 +64,7 @@ type Server struct {
 	cmd     *exec.Cmd
 	url     string
 	dataDir string
-	output  *tailBuffer
+	output  *outputbuf.Buffer
 	exited  chan struct{}
 	once    sync.Once
 }
@@ -115,9 +119,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 			return nil, fmt.Errorf("lokiserver: %w", err)
 		}
 	}
-	s := &Server{url: "http://127.0.0.1:" + strconv.Itoa(port), dataDir: dataDir, output: &tailBuffer{}, exited: make(chan struct{})}
+	s := &Server{url: "http://127.0.0.1:" + strconv.Itoa(port), dataDir: dataDir, output: &outputbuf.Buffer{Max: 16 << 10}, exited: make(chan struct{})}
 	s.cmd = exec.Command(bin, "-config.file="+cfgFile, "-config.expand-env=true")
 	s.cmd.Env = append(os.Environ(), "LOKI_DATA_DIR="+dataDir, "LOKI_HTTP_PORT="+strconv.Itoa(port), "LOKI_LISTEN_ADDRESS=127.0.0.1")
+	s.cmd.Env = append(s.cmd.Env, opts.Env...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	var out io.Writer = s.output
 	if opts.Output != nil {
@@ -150,7 +155,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // Attach returns a Server for a Loki someone else runs, for queries only;
 // Stop does nothing to it.
 func Attach(baseURL string) *Server {
-	s := &Server{url: strings.TrimSuffix(baseURL, "/"), output: &tailBuffer{}}
+	s := &Server{url: strings.TrimSuffix(baseURL, "/"), output: &outputbuf.Buffer{Max: 16 << 10}}
 	s.once.Do(func() {})
 	return s
 }
@@ -163,6 +168,9 @@ func (s *Server) PushURL() string { return s.url + "/api/prom/push" }
 
 // PID is Loki's process ID.
 func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Output is the tail of Loki's own log.
+func (s *Server) Output() string { return s.output.String() }
 
 // Ready returns nil when Loki answers /ready with 200.
 func (s *Server) Ready(ctx context.Context) error {
@@ -404,26 +412,4 @@ func (e *QueryError) Error() string {
 func IsBadQuery(err error) bool {
 	var qe *QueryError
 	return errors.As(err, &qe) && qe.Status == http.StatusBadRequest
-}
-
-// tailBuffer keeps the last 16 KiB written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if len(t.buf) > 16<<10 {
-		t.buf = t.buf[len(t.buf)-16<<10:]
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.buf)
 }

@@ -191,8 +191,9 @@ func (s *Spill) ReadOldest() (entries []loki.Entry, lost int, err error) {
 		return nil, seg.entries, fmt.Errorf("spill: reading a segment back: %w", err)
 	}
 	entries = make([]loki.Entry, 0, seg.entries)
+	var shared *loki.Metadata // the last entry's, which the next usually shares
 	for len(data) > 0 {
-		e, n, ok := decodeEntry(data)
+		e, n, ok := decodeEntry(data, &shared)
 		if !ok {
 			return entries, seg.entries - len(entries), errors.New("spill: a segment was cut short")
 		}
@@ -218,12 +219,13 @@ func freeBytes(dir string) (int64, error) {
 }
 
 // A record is its length, then the entry's time (Unix nanoseconds), stream,
-// and its strings, each length-prefixed: level, request ID, trace ID, line.
+// and its strings, each length-prefixed: level, request ID, trace ID, line,
+// shared metadata as encoded for a push.
 
 func appendEntry(b []byte, e *loki.Entry) []byte {
 	var tmp [binary.MaxVarintLen64]byte
 	nanos := e.Time.UnixNano()
-	fields := [4]string{e.Level, e.RequestID, e.TraceID, e.Line}
+	fields := [5]string{e.Level, e.RequestID, e.TraceID, e.Line, e.Meta.Encoded()}
 	size := len(binary.AppendVarint(tmp[:0], nanos)) + 1
 	for _, f := range fields {
 		size += len(binary.AppendUvarint(tmp[:0], uint64(len(f)))) + len(f)
@@ -238,7 +240,10 @@ func appendEntry(b []byte, e *loki.Entry) []byte {
 	return b
 }
 
-func decodeEntry(data []byte) (e loki.Entry, n int, ok bool) {
+// decodeEntry reads one record. Entries that shared metadata when written
+// share it again: shared holds the last one read, reused while the next
+// record's is the same.
+func decodeEntry(data []byte, shared **loki.Metadata) (e loki.Entry, n int, ok bool) {
 	size, k := binary.Uvarint(data)
 	if k <= 0 || uint64(len(data)-k) < size {
 		return e, 0, false
@@ -252,15 +257,24 @@ func decodeEntry(data []byte) (e loki.Entry, n int, ok bool) {
 	e.Time = time.Unix(0, nanos)
 	e.Stream = loki.StreamType(body[k])
 	body = body[k+1:]
-	var fields [4]string
+	var fields [5][]byte
 	for i := range fields {
 		l, k := binary.Uvarint(body)
 		if k <= 0 || uint64(len(body)-k) < l {
 			return e, 0, false
 		}
-		fields[i] = string(body[k : k+int(l)])
+		fields[i] = body[k : k+int(l)]
 		body = body[k+int(l):]
 	}
-	e.Level, e.RequestID, e.TraceID, e.Line = fields[0], fields[1], fields[2], fields[3]
+	e.Level, e.RequestID, e.TraceID, e.Line = string(fields[0]), string(fields[1]), string(fields[2]), string(fields[3])
+	if meta := fields[4]; len(meta) > 0 {
+		if *shared == nil || (*shared).Encoded() != string(meta) {
+			// Metadata that does not read back costs the line its
+			// context, not the line.
+			m, _ := loki.ParseMetadata(string(meta))
+			*shared = m
+		}
+		e.Meta = *shared
+	}
 	return e, n, true
 }

@@ -14,10 +14,15 @@ import (
 
 func entries(prefix string, n, lineBytes int) []loki.Entry {
 	out := make([]loki.Entry, n)
+	// Runs of entries share metadata, as an invocation's lines do; some
+	// carry none.
+	shared := []*loki.Metadata{nil, loki.NewMetadata(loki.Pair{Name: "log_stream", Value: "2026/01/02/[$LATEST]" + prefix}),
+		loki.NewMetadata(loki.Pair{Name: "duration_ms", Value: "12.5"}, loki.Pair{Name: "status", Value: "timeout"})}
 	for i := range out {
 		out[i] = loki.Entry{
 			Time: time.Unix(1_700_000_000, int64(i)*1_000_001), Line: prefix + strconv.Itoa(i) + strings.Repeat("x", lineBytes),
 			Stream: loki.StreamType(i % 3), Level: "warn", RequestID: "req-" + prefix, TraceID: "5759e988bd862e3fe1be46a994272793",
+			Meta: shared[i/10%len(shared)],
 		}
 	}
 	return out
@@ -34,8 +39,8 @@ func open(t *testing.T, maxBytes int64) *Spill {
 }
 
 // Entries come back oldest first, whole: time to the nanosecond, stream,
-// level, request and trace IDs, line; segment by segment, each file deleted
-// once read.
+// level, request and trace IDs, line, shared metadata (shared again by the
+// entries that shared it); segment by segment, each file deleted once read.
 func TestWrittenEntriesComeBackInOrder(t *testing.T) {
 	s := open(t, 64<<20)
 	var want []loki.Entry
@@ -54,7 +59,9 @@ func TestWrittenEntriesComeBackInOrder(t *testing.T) {
 		t.Fatalf("%d segment files for about 3 MiB", len(files))
 	}
 	var got []loki.Entry
+	segStart := map[int]bool{}
 	for {
+		segStart[len(got)] = true
 		seg, lost, err := s.ReadOldest()
 		if err != nil || lost != 0 {
 			t.Fatal(lost, err)
@@ -69,8 +76,12 @@ func TestWrittenEntriesComeBackInOrder(t *testing.T) {
 	}
 	for i := range want {
 		g, w := got[i], want[i]
-		if !g.Time.Equal(w.Time) || g.Line != w.Line || g.Stream != w.Stream || g.Level != w.Level || g.RequestID != w.RequestID || g.TraceID != w.TraceID {
+		if !g.Time.Equal(w.Time) || g.Line != w.Line || g.Stream != w.Stream || g.Level != w.Level || g.RequestID != w.RequestID || g.TraceID != w.TraceID ||
+			g.Meta.Encoded() != w.Meta.Encoded() {
 			t.Fatalf("entry %d: %+v, want %+v", i, g, w)
+		}
+		if !segStart[i] && i%10 != 0 && got[i-1].Meta != g.Meta {
+			t.Fatalf("entry %d does not share its metadata with the one before, as written", i)
 		}
 	}
 	if files, _ := os.ReadDir(s.cfg.Dir); len(files) != 0 {
