@@ -85,7 +85,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		detail   string
 	}{
 		{"nowhere to ship", nil, "LOKI_URL", "neither LOKI_URL nor LOKI_IP"},
-		{"bad scheme", []string{"LOKI_URL", "ftp://x/push"}, "LOKI_URL", "http or https"},
+		{"bad scheme", []string{"LOKI_URL", "ftp://x/push"}, "LOKI_URL", "http:// or https://"},
 		{"no host", []string{"LOKI_URL", "http:///push"}, "LOKI_URL", "no host"},
 		{"IP that is a URL", []string{"LOKI_IP", "http://x"}, "LOKI_IP", "use LOKI_URL"},
 		{"batch size not a number", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "ten"}, "DISPATCH_MIN_BATCH_SIZE", "whole number"},
@@ -143,6 +143,11 @@ func TestLoadErrorNeverShowsThePassword(t *testing.T) {
 	for _, kv := range [][]string{
 		{"LOKI_URL", "http://user:s3cr3t@%zz/push"},
 		{"LOKI_IP", "admin:s3cr3t@loki.example.com"},
+		// No scheme: url reads the user name as the scheme, and the
+		// password as what follows it.
+		{"LOKI_URL", "s3cr3t:pw@loki.example.com/loki/api/v1/push"},
+		{"LOKI_URL", "admin:s3cr3t@loki.example.com/loki/api/v1/push"},
+		{"LOKI_URL", "s3cr3t://loki.example.com/loki/api/v1/push"},
 		{"LOKI_URL", "https://123456:12/s3cr3t@logs.example.com/loki/api/v1/push"},
 		{"LOKI_TENANT_ID", "s3cr3t\nx"},
 		{"LOKI_BEARER_TOKEN", "s3cr3t\rx"},
