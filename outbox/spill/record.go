@@ -1,0 +1,123 @@
+package spill
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/loki"
+)
+
+// Segment files are named segment-<n>.spill, n a decimal number: segments
+// are read back in the order of n. Only files with such a name, in the
+// spill's own subdirectory, are ever read or removed.
+const (
+	segmentPrefix = "segment-"
+	segmentSuffix = ".spill"
+)
+
+func segmentName(n uint64) string {
+	return segmentPrefix + strconv.FormatUint(n, 10) + segmentSuffix
+}
+
+// parseSegmentName returns the number of a segment file's name; false for
+// any other name, which the spill leaves alone.
+func parseSegmentName(name string) (uint64, bool) {
+	digits, ok := strings.CutPrefix(name, segmentPrefix)
+	if !ok {
+		return 0, false
+	}
+	if digits, ok = strings.CutSuffix(digits, segmentSuffix); !ok || digits == "" {
+		return 0, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(digits, 10, 64)
+	return n, err == nil
+}
+
+// A record is its length, then the entry's time (Unix nanoseconds), stream,
+// and its strings, each length-prefixed: level, request ID, trace ID, line.
+
+func appendEntry(b []byte, e *loki.Entry) []byte {
+	var tmp [binary.MaxVarintLen64]byte
+	nanos := e.Time.UnixNano()
+	fields := [4]string{e.Level, e.RequestID, e.TraceID, e.Line}
+	size := len(binary.AppendVarint(tmp[:0], nanos)) + 1
+	for _, f := range fields {
+		size += len(binary.AppendUvarint(tmp[:0], uint64(len(f)))) + len(f)
+	}
+	b = binary.AppendUvarint(b, uint64(size))
+	b = binary.AppendVarint(b, nanos)
+	b = append(b, byte(e.Stream))
+	for _, f := range fields {
+		b = binary.AppendUvarint(b, uint64(len(f)))
+		b = append(b, f...)
+	}
+	return b
+}
+
+// errCutShort says a segment ends inside a record: its writer was stopped
+// mid-write (killed, or the disk refused the rest).
+var errCutShort = errors.New("a segment was cut short")
+
+// maxRecord bounds a record's length as read back, so that a corrupt
+// length cannot make the reader allocate gigabytes: a line is at most a
+// telemetry batch's size (1 MiB) and its IDs are short.
+const maxRecord = 64 << 20
+
+// readEntry reads one record; n is its size on disk. At the end of r it
+// returns io.EOF; inside a record, errCutShort.
+func readEntry(r *bufio.Reader, buf []byte) (e loki.Entry, n int, _ []byte, err error) {
+	size, err := binary.ReadUvarint(r)
+	switch {
+	case err == io.EOF:
+		return e, 0, buf, io.EOF
+	case err != nil:
+		return e, 0, buf, errCutShort
+	case size > maxRecord:
+		return e, 0, buf, fmt.Errorf("a record claims %d bytes: the segment is corrupt", size)
+	}
+	if cap(buf) < int(size) {
+		buf = make([]byte, size)
+	}
+	body := buf[:size]
+	if _, err := io.ReadFull(r, body); err != nil {
+		return e, 0, buf, errCutShort
+	}
+	e, ok := decodeBody(body)
+	if !ok {
+		return e, 0, buf, errors.New("a record does not decode: the segment is corrupt")
+	}
+	var tmp [binary.MaxVarintLen64]byte
+	return e, len(binary.AppendUvarint(tmp[:0], size)) + int(size), buf, nil
+}
+
+func decodeBody(body []byte) (e loki.Entry, ok bool) {
+	nanos, k := binary.Varint(body)
+	if k <= 0 || len(body) < k+1 {
+		return e, false
+	}
+	e.Time = time.Unix(0, nanos)
+	e.Stream = loki.StreamType(body[k])
+	body = body[k+1:]
+	var fields [4]string
+	for i := range fields {
+		l, k := binary.Uvarint(body)
+		if k <= 0 || uint64(len(body)-k) < l {
+			return e, false
+		}
+		fields[i] = string(body[k : k+int(l)])
+		body = body[k+int(l):]
+	}
+	e.Level, e.RequestID, e.TraceID, e.Line = fields[0], fields[1], fields[2], fields[3]
+	return e, len(body) == 0
+}
