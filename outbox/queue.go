@@ -146,6 +146,9 @@ func (q *Queue) TakeUpTo(maxEntries, maxBytes int) []loki.Entry {
 	if len(q.head) == 0 {
 		q.head = nil // let the batch's backing array go
 	}
+	// What came back from the spill may have taken memory past its bounds
+	// (at least one entry comes back, room or not).
+	q.enforceBounds()
 	return out
 }
 
@@ -227,7 +230,11 @@ func (q *Queue) Close() int {
 // the next segment is read instead: nothing newer may come first.
 func (q *Queue) refillHead() bool {
 	for q.spilledLen() > 0 {
-		entries, lost, err := q.spill.ReadOldest(max(q.maxEntries/4, 1), max(q.maxBytes/4, 1))
+		// Within the room memory has left, too: what is there may be the
+		// newest batches, up to the bounds.
+		maxEntries := min(q.maxEntries/4, q.maxEntries-q.entries)
+		maxBytes := min(q.maxBytes/4, q.maxBytes-q.bytes)
+		entries, lost, err := q.spill.ReadOldest(max(maxEntries, 1), max(maxBytes, 1))
 		if lost > 0 {
 			q.drops.add(DropUnreadable, lost, 0, err)
 		}

@@ -2,6 +2,7 @@ package spill
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -83,21 +84,20 @@ func (s *Spill) recover() {
 		s.leftovers.Err = fmt.Errorf("spill: listing what an earlier process left: %w", err)
 		return
 	}
-	var numbers []uint64
+	var found []segment
 	for _, d := range dirents {
-		if n, ok := parseSegmentName(d.Name()); ok && d.Type().IsRegular() {
-			numbers = append(numbers, n)
+		if n, off, ok := parseSegmentName(d.Name()); ok && d.Type().IsRegular() {
+			found = append(found, segment{n: n, off: off, path: filepath.Join(s.dir, d.Name())})
 		}
 	}
-	slices.Sort(numbers)
-	if len(numbers) > 0 {
-		s.back = max(numbers[len(numbers)-1]+1, baseNumber)
-		s.front = min(numbers[0], baseNumber) - 1
+	slices.SortFunc(found, func(a, b segment) int { return cmp.Compare(a.n, b.n) })
+	if len(found) > 0 {
+		s.back = max(found[len(found)-1].n+1, baseNumber)
+		s.front = min(found[0].n, baseNumber) - 1
 	}
 	lo := &s.leftovers
-	for _, n := range numbers {
-		path := filepath.Join(s.dir, segmentName(n))
-		entries, valid, size, err := scan(path)
+	for _, seg := range found {
+		entries, valid, size, err := scan(seg.path, seg.off)
 		if err != nil {
 			lo.LostBytes += size - valid
 			if errors.Is(err, errCutShort) {
@@ -106,19 +106,20 @@ func (s *Spill) recover() {
 			lo.Err = fmt.Errorf("spill: reading what an earlier process left: %w", err)
 		}
 		if entries == 0 {
-			_ = os.Remove(path)
+			_ = os.Remove(seg.path)
 			continue
 		}
-		s.segments = append(s.segments, segment{path: path, entries: entries, bytes: valid})
+		seg.entries, seg.bytes = entries, valid
+		s.segments = append(s.segments, seg)
 		s.entries += entries
-		s.bytes += valid
+		s.bytes += valid - seg.off
 		lo.Entries += entries
 	}
 }
 
-// scan counts the whole records at the start of a segment file: how many,
-// the bytes they take, and the file's size.
-func scan(path string) (entries int, valid, size int64, err error) {
+// scan counts the whole records of a segment file from off: how many, the
+// offset their end is at, and the file's size.
+func scan(path string, off int64) (entries int, valid, size int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		if fi, serr := os.Stat(path); serr == nil {
@@ -129,6 +130,10 @@ func scan(path string) (entries int, valid, size int64, err error) {
 	defer f.Close()
 	if fi, err := f.Stat(); err == nil {
 		size = fi.Size()
+	}
+	valid = off
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return 0, off, size, err
 	}
 	r := bufio.NewReaderSize(f, 64<<10)
 	var buf []byte

@@ -101,7 +101,7 @@ func TestLeftoversOfAKilledProcessComeBackFirst(t *testing.T) {
 	}
 	f.Close()
 	// And a segment whose first record is garbage cannot be read at all.
-	if err := os.WriteFile(filepath.Join(dir, Subdir, segmentName(first.back+5)), []byte{0xff, 0xff, 0xff, 0xff, 0x7f, 1, 2}, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, Subdir, segmentName(first.back+5, 0)), []byte{0xff, 0xff, 0xff, 0xff, 0x7f, 1, 2}, 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -199,7 +199,7 @@ func segmentFiles(t *testing.T, dir string) []string {
 	}
 	var names []string
 	for _, d := range dirents {
-		if _, ok := parseSegmentName(d.Name()); ok {
+		if _, _, ok := parseSegmentName(d.Name()); ok {
 			names = append(names, d.Name())
 		}
 	}

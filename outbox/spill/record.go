@@ -14,34 +14,57 @@ import (
 )
 
 // Segment files are named segment-<n>.spill, n a decimal number: segments
-// are read back in the order of n. Only files with such a name, in the
-// spill's own subdirectory, are ever read or removed.
+// are read back in the order of n. One read back in part is renamed
+// segment-<n>.<offset>.spill, offset the bytes read: the lines before it
+// are the process's now, and one started after a kill must not read them
+// again. Only files with such names, in the spill's own subdirectory, are
+// ever read or removed.
 const (
 	segmentPrefix = "segment-"
 	segmentSuffix = ".spill"
 )
 
-func segmentName(n uint64) string {
-	return segmentPrefix + strconv.FormatUint(n, 10) + segmentSuffix
+func segmentName(n uint64, off int64) string {
+	name := segmentPrefix + strconv.FormatUint(n, 10)
+	if off > 0 {
+		name += "." + strconv.FormatInt(off, 10)
+	}
+	return name + segmentSuffix
 }
 
-// parseSegmentName returns the number of a segment file's name; false for
-// any other name, which the spill leaves alone.
-func parseSegmentName(name string) (uint64, bool) {
-	digits, ok := strings.CutPrefix(name, segmentPrefix)
+// parseSegmentName returns the number and offset of a segment file's
+// name; false for any other name, which the spill leaves alone.
+func parseSegmentName(name string) (n uint64, off int64, ok bool) {
+	rest, ok := strings.CutPrefix(name, segmentPrefix)
 	if !ok {
-		return 0, false
+		return 0, 0, false
 	}
-	if digits, ok = strings.CutSuffix(digits, segmentSuffix); !ok || digits == "" {
-		return 0, false
+	if rest, ok = strings.CutSuffix(rest, segmentSuffix); !ok {
+		return 0, 0, false
 	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0, false
+	num, offset, hasOffset := strings.Cut(rest, ".")
+	if !digits(num) || hasOffset && !digits(offset) {
+		return 0, 0, false
+	}
+	n, err := strconv.ParseUint(num, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	if hasOffset {
+		if off, err = strconv.ParseInt(offset, 10, 64); err != nil {
+			return 0, 0, false
 		}
 	}
-	n, err := strconv.ParseUint(digits, 10, 64)
-	return n, err == nil
+	return n, off, true
+}
+
+func digits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // A record is its length, then the entry's time (Unix nanoseconds), stream,

@@ -33,10 +33,8 @@ const SegmentBytes = 1 << 20
 // Config.Dir.
 const Subdir = "grafana-loki-extension-spill"
 
-// roomRecheck is how long the spill stays full after the file system had
-// no room for it, before it looks again: the function may free /tmp at
-// any time, and looking at every Put would cost a system call each.
-const roomRecheck = time.Second
+// defaultRoomRecheck is Config.RoomRecheck's default.
+const defaultRoomRecheck = time.Second
 
 // ErrFull says the spill has reached its bound (its own, or its share of
 // the free space); the entries were not written.
@@ -55,6 +53,11 @@ type Config struct {
 	FreeShare float64
 	// Files is the file system segments are written to (nil: OS).
 	Files FileSystem
+	// RoomRecheck is how long the spill stays full after the file system
+	// had no room, before it looks again (default one second): the
+	// function may free /tmp at any time, and looking at every Put would
+	// cost a system call each.
+	RoomRecheck time.Duration
 }
 
 // Spill is a FIFO of entries on disk. It is not safe for concurrent use;
@@ -78,6 +81,7 @@ type Spill struct {
 }
 
 type segment struct {
+	n       uint64
 	path    string
 	entries int   // not yet read back
 	bytes   int64 // whole records in the file
@@ -91,6 +95,9 @@ type segment struct {
 func Open(cfg Config) (*Spill, error) {
 	if cfg.Files == nil {
 		cfg.Files = OS{}
+	}
+	if cfg.RoomRecheck <= 0 {
+		cfg.RoomRecheck = defaultRoomRecheck
 	}
 	if cfg.FreeShare <= 0 || cfg.FreeShare > 1 {
 		cfg.FreeShare = 0.25
@@ -159,9 +166,9 @@ func (s *Spill) Write(entries []loki.Entry) error {
 		if err != nil {
 			return err
 		}
+		s.segments = append(s.segments, segment{n: s.back, path: path})
 		s.back++
 		s.w = f
-		s.segments = append(s.segments, segment{path: path})
 		last = len(s.segments) - 1
 	}
 	seg := &s.segments[last]
@@ -201,6 +208,7 @@ func (s *Spill) WriteFront(entries []loki.Entry) error {
 	if err != nil {
 		return err
 	}
+	n := s.front
 	s.front--
 	_, err = f.Write(s.buf)
 	if cerr := f.Close(); err == nil {
@@ -211,7 +219,7 @@ func (s *Spill) WriteFront(entries []loki.Entry) error {
 		_ = os.Remove(path)
 		return fmt.Errorf("spill: writing a segment: %w", err)
 	}
-	s.segments = slices.Insert(s.segments, 0, segment{path: path, entries: len(entries), bytes: size})
+	s.segments = slices.Insert(s.segments, 0, segment{n: n, path: path, entries: len(entries), bytes: size})
 	s.entries += len(entries)
 	s.bytes += size
 	return nil
@@ -240,11 +248,11 @@ func (s *Spill) create(n uint64, need int64) (File, string, error) {
 		// The share is of the space the spill could have: what is free now
 		// plus what it already holds.
 		if float64(s.bytes+max(need, SegmentBytes)) > s.cfg.FreeShare*float64(free+s.bytes) {
-			s.noRoomUntil, s.noRoomErr = time.Now().Add(roomRecheck), ErrFull
+			s.noRoomUntil, s.noRoomErr = time.Now().Add(s.cfg.RoomRecheck), ErrFull
 			return nil, "", ErrFull
 		}
 	}
-	path := filepath.Join(s.dir, segmentName(n))
+	path := filepath.Join(s.dir, segmentName(n, 0))
 	f, err := s.cfg.Files.Create(path)
 	if err != nil {
 		s.refused(err)
@@ -257,7 +265,7 @@ func (s *Spill) create(n uint64, need int64) (File, string, error) {
 // is full for a while rather than failing at every Put.
 func (s *Spill) refused(err error) {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		s.noRoomUntil, s.noRoomErr = time.Now().Add(roomRecheck), fmt.Errorf("spill: the disk has no room: %w", err)
+		s.noRoomUntil, s.noRoomErr = time.Now().Add(s.cfg.RoomRecheck), fmt.Errorf("spill: the disk has no room: %w", err)
 	}
 }
 
@@ -302,6 +310,13 @@ func (s *Spill) ReadOldest(maxEntries, maxBytes int) (entries []loki.Entry, lost
 		}
 		_ = os.Remove(seg.path)
 		s.segments = slices.Delete(s.segments, 0, 1)
+		return entries, lost, err
+	}
+	// The name says how far it was read: a process started after a kill
+	// must not push these lines again. (Where the rename fails, it would.)
+	path := filepath.Join(s.dir, segmentName(seg.n, seg.off))
+	if os.Rename(seg.path, path) == nil {
+		seg.path = path
 	}
 	return entries, lost, err
 }
