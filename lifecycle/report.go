@@ -110,7 +110,7 @@ func (x *extension) logDrops(log *logrus.Entry, d outbox.Drops) {
 			log.Warnf("dropped %d spilled lines: %s", n, why.Explain())
 			continue
 		}
-		log.Warnf("dropped %d of the oldest lines: the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them, and %s",
+		log.Warnf("dropped the %d oldest lines: the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them, and %s",
 			n, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes, why.Explain())
 	}
 }
