@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,5 +186,45 @@ func TestQueueDropReasons(t *testing.T) {
 				t.Fatalf("the spill's error %v does not say ENOSPC", d.SpillErr)
 			}
 		})
+	}
+}
+
+// A spill segment that cannot be read back costs its own lines, counted as
+// unreadable; the next segment still comes before the newer lines in
+// memory.
+func TestQueueKeepsOrderPastAnUnreadableSegment(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := spill.Open(spill.Config{Dir: dir, MaxBytes: 64 << 20, FreeShare: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := NewQueue(100_000, 1<<20, sp)
+	total := 0
+	for b := range 40 {
+		batch := lines("b"+strconv.Itoa(1000+b)+"-", 1000)
+		for i := range batch {
+			batch[i].Line = fmt.Sprintf("b%03d-%04d %s", b, i, strings.Repeat("x", 200))
+		}
+		total += len(batch)
+		q.Put(batch)
+	}
+	segments, _ := filepath.Glob(filepath.Join(dir, spill.Subdir, "segment-*.spill"))
+	if len(segments) < 3 {
+		t.Fatalf("%d segments", len(segments))
+	}
+	slices.Sort(segments)
+	if err := os.Remove(segments[0]); err != nil { // the function's cleanup, say
+		t.Fatal(err)
+	}
+	var got []string
+	for q.Len() > 0 {
+		got = append(got, texts(q.TakeUpTo(takeSize, takeBytes))...)
+	}
+	if !slices.IsSorted(got) {
+		t.Fatal("lines came out of order after an unreadable segment")
+	}
+	d := q.TakeDrops()
+	if d.ByReason[DropUnreadable] == 0 || d.Dropped != d.ByReason[DropUnreadable] || len(got)+d.Dropped != total {
+		t.Fatalf("put %d: got %d, dropped %v", total, len(got), d.ByReason)
 	}
 }

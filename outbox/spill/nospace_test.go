@@ -80,34 +80,49 @@ func TestAFullDiskLosesNothingTheSpillAccepted(t *testing.T) {
 	}
 }
 
-// The same on a real file system that fills: a small tmpfs, where the
-// machine allows mounting one.
+// The same on a real file system that the function fills once the spill
+// is in use: a small tmpfs, where the machine allows mounting one.
 func TestAFullTmpfsLosesNothingTheSpillAccepted(t *testing.T) {
-	dir := spilltest.Tmpfs(t, 256<<10)
+	dir := spilltest.Tmpfs(t, 4<<20)
 	s, err := spill.Open(spill.Config{Dir: dir, MaxBytes: 64 << 20, FreeShare: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	// The function fills most of it.
-	filler := filepath.Join(dir, "function-cache")
-	if err := os.WriteFile(filler, make([]byte, 150<<10), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	accepted := 0
 	var refused error
 	for b := 0; refused == nil && b < 1000; b++ {
-		es := batch("b"+strconv.Itoa(b)+"-", 200, 100)
+		if b == 3 {
+			fillUp(t, filepath.Join(dir, "function-cache"))
+		}
+		es := batch("b"+strconv.Itoa(b)+"-", 100, 100)
 		if refused = s.Write(es); refused == nil {
 			accepted += len(es)
 		}
 	}
-	if refused == nil || s.Len() != accepted {
+	if !errors.Is(refused, syscall.ENOSPC) || accepted < 300 || s.Len() != accepted {
 		t.Fatalf("refused %v; accepted %d, the spill holds %d", refused, accepted, s.Len())
 	}
 	got, lost := readAll(t, s)
 	if len(got) != accepted || lost != 0 {
 		t.Fatalf("accepted %d, read back %d, counted lost %d", accepted, len(got), lost)
+	}
+}
+
+// fillUp writes path until its file system has no room left.
+func fillUp(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for chunk := make([]byte, 64<<10); ; {
+		if _, err := f.Write(chunk); errors.Is(err, syscall.ENOSPC) {
+			return
+		} else if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
