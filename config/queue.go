@@ -44,10 +44,10 @@ var queueEntryBytes = loki.Entry{
 	RequestID: strings.Repeat("r", 36), TraceID: strings.Repeat("t", 32), Level: "warning",
 }.Size()
 
-// BatchQueueBytes is the most one telemetry batch of b counts in the
+// batchQueueBytes is the most one telemetry batch of b counts in the
 // queue: no line is longer than its record's JSON, so the batch's bytes,
 // plus each record's entry overhead.
-func BatchQueueBytes(b Buffering) int { return b.MaxBytes + b.MaxItems*queueEntryBytes }
+func batchQueueBytes(b Buffering) int { return b.MaxBytes + b.MaxItems*queueEntryBytes }
 
 // queueHoldsABatch refuses queue bounds smaller than one telemetry batch:
 // the queue would drop a batch's lines on arrival, with Loki healthy.
@@ -56,7 +56,7 @@ func (r *reader) queueHoldsABatch(cfg *Config) {
 		r.fail("QUEUE_MAX_ENTRIES", "must be at least TELEMETRY_MAX_ITEMS (%d), got %d: one telemetry batch must fit in the queue, or its lines are dropped as they arrive; raise QUEUE_MAX_ENTRIES or lower TELEMETRY_MAX_ITEMS",
 			cfg.Buffering.MaxItems, cfg.QueueMaxEntries)
 	}
-	if need := BatchQueueBytes(cfg.Buffering); cfg.QueueMaxBytes < need {
+	if need := batchQueueBytes(cfg.Buffering); cfg.QueueMaxBytes < need {
 		r.fail("QUEUE_MAX_BYTES", "must be at least %d, got %d: one telemetry batch of TELEMETRY_MAX_BYTES=%d and TELEMETRY_MAX_ITEMS=%d counts up to that in the queue, which would drop its lines as they arrive; raise QUEUE_MAX_BYTES or lower TELEMETRY_MAX_BYTES",
 			need, cfg.QueueMaxBytes, cfg.Buffering.MaxBytes, cfg.Buffering.MaxItems)
 	}

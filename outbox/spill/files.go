@@ -93,7 +93,10 @@ func (s *Spill) recover() {
 	slices.SortFunc(found, func(a, b segment) int { return cmp.Compare(a.n, b.n) })
 	if len(found) > 0 {
 		s.back = max(found[len(found)-1].n+1, baseNumber)
-		s.front = min(found[0].n, baseNumber) - 1
+		s.front = min(found[0].n, baseNumber)
+		if s.front > 0 { // else no segment can be put first: WriteFront refuses
+			s.front--
+		}
 	}
 	lo := &s.leftovers
 	for _, seg := range found {
