@@ -74,12 +74,18 @@ func (q *Queue) Put(entries []loki.Entry) {
 // NotifyBacklog returns a channel that receives a value (without blocking
 // Put; signals do not pile up) each time Put leaves at least bytes queued
 // in memory, so that a full request's worth can be pushed without waiting
-// for the end of the invocation. Call it once, before the queue is used.
+// for the end of the invocation. Call it once, before the queue is used. A
+// queue that starts with that much in its spill (what a killed process
+// left) signals at once: that goes out in the background, not in the
+// first invocation's billed time.
 func (q *Queue) NotifyBacklog(bytes int) <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.backlog = make(chan struct{}, 1)
 	q.backlogBytes = bytes
+	if q.spill != nil && q.spill.Bytes() >= int64(bytes) {
+		q.backlog <- struct{}{}
+	}
 	return q.backlog
 }
 

@@ -228,3 +228,40 @@ func TestQueueKeepsOrderPastAnUnreadableSegment(t *testing.T) {
 		t.Fatalf("put %d: got %d, dropped %v", total, len(got), d.ByReason)
 	}
 }
+
+// What a killed process left in the spill, a request's worth or more, is
+// signalled as a backlog at once, to go out in the background.
+func TestQueueSignalsALeftoverBacklog(t *testing.T) {
+	dir := t.TempDir()
+	killed, err := spill.Open(spill.Config{Dir: dir, MaxBytes: 64 << 20, FreeShare: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := lines("left", 5000)
+	for i := range batch {
+		batch[i].Line += strings.Repeat("x", 300)
+	}
+	if err := killed.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		threshold int
+		want      bool
+	}{{1 << 20, true}, {64 << 20, false}} {
+		sp, err := spill.Open(spill.Config{Dir: dir, MaxBytes: 64 << 20, FreeShare: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := NewQueue(100_000, 16<<20, sp)
+		select {
+		case <-q.NotifyBacklog(tt.threshold):
+			if !tt.want {
+				t.Errorf("signalled %d bytes left as a backlog of %d", sp.Bytes(), tt.threshold)
+			}
+		default:
+			if tt.want {
+				t.Errorf("%d bytes left, not signalled as a backlog of %d", sp.Bytes(), tt.threshold)
+			}
+		}
+	}
+}
