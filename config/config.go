@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -89,8 +87,8 @@ type Config struct {
 	// counted when it is off or full.
 	QueueMaxEntries int
 	QueueMaxBytes   int
-	// SpillDir is the spill file's directory; SpillMaxBytes bounds it (0:
-	// no spill).
+	// SpillDir is the directory the spill makes its own subdirectory in;
+	// SpillMaxBytes bounds it (0: no spill).
 	SpillDir      string
 	SpillMaxBytes int64
 	// OutageRetryMax is the longest wait between background attempts while
@@ -188,10 +186,8 @@ func Load(lookup LookupFunc) (Config, error) {
 		r.fail("QUEUE_SPILL_MAX_BYTES", "must be 0 (no spill file) or at least 4194304 (4 MiB), got %d", cfg.SpillMaxBytes)
 		cfg.SpillMaxBytes = DefaultSpillMaxBytes
 	}
-	cfg.SpillDir = r.str("QUEUE_SPILL_DIR", filepath.Join(os.TempDir(), "grafana-loki-extension-spill"))
-	if !filepath.IsAbs(cfg.SpillDir) {
-		r.fail("QUEUE_SPILL_DIR", "want an absolute path, got %q", cfg.SpillDir)
-	}
+	cfg.SpillDir = r.spillDir()
+	r.queueHoldsABatch(&cfg)
 	cfg.OutageRetryMax = r.millis("OUTAGE_RETRY_MAX_MS", DefaultOutageRetryMax, 1000, 600_000)
 	if cfg.DispatchMinBatchSize > cfg.QueueMaxEntries/2 {
 		// The queue would drop its oldest lines before the batch is ever full.

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"cmp"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +87,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		detail   string
 	}{
 		{"nowhere to ship", nil, "LOKI_URL", "neither LOKI_URL nor LOKI_IP"},
-		{"bad scheme", []string{"LOKI_URL", "ftp://x/push"}, "LOKI_URL", "http or https"},
+		{"bad scheme", []string{"LOKI_URL", "ftp://x/push"}, "LOKI_URL", "http:// or https://"},
 		{"no host", []string{"LOKI_URL", "http:///push"}, "LOKI_URL", "no host"},
 		{"IP that is a URL", []string{"LOKI_IP", "http://x"}, "LOKI_IP", "use LOKI_URL"},
 		{"batch size not a number", []string{"LOKI_IP", "x", "DISPATCH_MIN_BATCH_SIZE", "ten"}, "DISPATCH_MIN_BATCH_SIZE", "whole number"},
@@ -120,6 +123,12 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"token with a newline", []string{"LOKI_IP", "x", "LOKI_BEARER_TOKEN", "tok\nen"}, "LOKI_BEARER_TOKEN", "control character"},
 		{"request bound below one line", []string{"LOKI_IP", "x", "LOKI_MAX_REQUEST_BYTES", "65536"}, "LOKI_MAX_REQUEST_BYTES", "LOKI_MAX_LINE_BYTES=261120"},
 		{"a password with an unescaped slash", []string{"LOKI_URL", "https://123456:12/SECRET@logs.example.com/loki/api/v1/push"}, "LOKI_URL", "percent-encode"},
+		{"queue entries fewer than one batch's", []string{"LOKI_IP", "x", "QUEUE_MAX_ENTRIES", "100"}, "QUEUE_MAX_ENTRIES", "TELEMETRY_MAX_ITEMS (1000)"},
+		{"queue entries fewer than a larger batch's", []string{"LOKI_IP", "x", "QUEUE_MAX_ENTRIES", "5000", "TELEMETRY_MAX_ITEMS", "10000"}, "QUEUE_MAX_ENTRIES", "TELEMETRY_MAX_ITEMS (10000)"},
+		{"queue bytes less than one batch counts", []string{"LOKI_IP", "x", "QUEUE_MAX_BYTES", "1048576", "TELEMETRY_MAX_BYTES", "1048576"}, "QUEUE_MAX_BYTES", "TELEMETRY_MAX_BYTES=1048576"},
+		{"spill in the root", []string{"LOKI_IP", "x", "QUEUE_SPILL_DIR", "/"}, "QUEUE_SPILL_DIR", "root"},
+		{"spill in the function's code", []string{"LOKI_IP", "x", "QUEUE_SPILL_DIR", "/var/task/spill"}, "QUEUE_SPILL_DIR", "read-only"},
+		{"spill in the layers", []string{"LOKI_IP", "x", "QUEUE_SPILL_DIR", "/opt/"}, "QUEUE_SPILL_DIR", "read-only"},
 		{"CA file that is not there", []string{"LOKI_IP", "x", "LOKI_CA_FILE", "/nonexistent/ca.pem"}, "LOKI_CA_FILE", "reading"},
 	}
 	for _, tt := range tests {
@@ -142,6 +151,11 @@ func TestLoadErrorNeverShowsThePassword(t *testing.T) {
 	for _, kv := range [][]string{
 		{"LOKI_URL", "http://user:s3cr3t@%zz/push"},
 		{"LOKI_IP", "admin:s3cr3t@loki.example.com"},
+		// No scheme: url reads the user name as the scheme, and the
+		// password as what follows it.
+		{"LOKI_URL", "s3cr3t:pw@loki.example.com/loki/api/v1/push"},
+		{"LOKI_URL", "admin:s3cr3t@loki.example.com/loki/api/v1/push"},
+		{"LOKI_URL", "s3cr3t://loki.example.com/loki/api/v1/push"},
 		{"LOKI_URL", "https://123456:12/s3cr3t@logs.example.com/loki/api/v1/push"},
 		{"LOKI_TENANT_ID", "s3cr3t\nx"},
 		{"LOKI_BEARER_TOKEN", "s3cr3t\rx"},
@@ -167,6 +181,33 @@ func TestMemoryLimit(t *testing.T) {
 	} {
 		if got := MemoryLimit(tt.queue); got != tt.want {
 			t.Errorf("MemoryLimit(%d) = %d, want %d", tt.queue, got, tt.want)
+		}
+	}
+}
+
+// The spill makes its own subdirectory, so the directory it is given may
+// be one the function uses, /tmp itself; by default it is $TMPDIR.
+func TestSpillDirMayBeTmp(t *testing.T) {
+	for _, dir := range []string{"", "/tmp", "/tmp/", "/mnt/efs/spill", "/opt-data"} {
+		cfg, err := Load(env("LOKI_IP", "x", "QUEUE_SPILL_DIR", dir))
+		if err != nil {
+			t.Fatalf("%q: %v", dir, err)
+		}
+		if want := filepath.Clean(cmp.Or(dir, os.TempDir())); cfg.SpillDir != want {
+			t.Errorf("%q: SpillDir %q, want %q", dir, cfg.SpillDir, want)
+		}
+	}
+}
+
+// The smallest accepted queue holds one batch of the default buffering,
+// and of the largest with a large enough QUEUE_MAX_BYTES.
+func TestQueueBoundsThatHoldABatch(t *testing.T) {
+	for _, kv := range [][]string{
+		{"QUEUE_MAX_ENTRIES", "1000", "QUEUE_MAX_BYTES", "1048576"},
+		{"QUEUE_MAX_ENTRIES", "10000", "TELEMETRY_MAX_ITEMS", "10000", "TELEMETRY_MAX_BYTES", "1048576", "QUEUE_MAX_BYTES", "4194304"},
+	} {
+		if _, err := Load(env(append(kv, "LOKI_IP", "x")...)); err != nil {
+			t.Errorf("%v: %v", kv, err)
 		}
 	}
 }

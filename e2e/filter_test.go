@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
+	"github.com/lambda-loki/grafana-loki-extension/internal/scenario"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
 
@@ -125,6 +126,13 @@ func TestLevelFilterRulesAndMasks(t *testing.T) {
 			}
 
 			out := o.sb.ExtensionOutput()
+			// The listener also made the line that says the invocation
+			// failed, from its runtimeDone.
+			if s, err := scenario.ParseSummary(out); err != nil {
+				t.Error(err)
+			} else if err := s.Check(len(o.lines)+1, len(want)); err != nil || s.FilteredLines != 5 || s.Added != 1 {
+				t.Errorf("the shutdown summary does not account for every line (%d filtered, %d added): %v", s.FilteredLines, s.Added, err)
+			}
 			if got, want := summaryField(t, out, "filtered"), "min_level=3 drop_health_checks=1 app_lines_only=1"; got != want {
 				t.Errorf("summary filtered=%q, want %q", got, want)
 			}

@@ -46,6 +46,9 @@ func TestOutageCostsTheFunctionNothing(t *testing.T) {
 			if !o.Delivery.Complete() {
 				t.Fatalf("delivery: %s", o.Delivery)
 			}
+			if err := o.CheckSummary(); err != nil {
+				t.Errorf("the shutdown summary does not account for every line: %v", err)
+			}
 			during := slices.Sorted(slices.Values(o.During()))
 			t.Logf("first failing window %s; after it, during the outage: median %s, max %s; %d attempts in the background",
 				o.FirstWindow(), during[len(during)/2], during[len(during)-1], o.Attempts())

@@ -22,9 +22,14 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/internal/runtimes"
 )
 
-// rieExtensions is where AWS's runtime interface emulator looks for
-// extensions; it cannot be told another directory.
-const rieExtensions = "/opt/extensions"
+// Where AWS's runtime interface emulator, in its Managed Instances mode,
+// looks for extensions, the runtime's bootstrap and the function's code; it
+// cannot be told other places.
+const (
+	rieExtensions = "/opt/extensions"
+	rieBootstrap  = "/var/runtime/bootstrap"
+	rieTask       = "/var/task"
+)
 
 // AWS's own code on both sides of the extension: AWS's runtime interface
 // emulator (RIE) in its Managed Instances mode (its Extensions, Telemetry
@@ -34,8 +39,8 @@ const rieExtensions = "/opt/extensions"
 // delivered as a text record (docs/lambda-runtime-contract.md#managed-instances):
 // `| request_id="<id>"` must find exactly that invocation's lines.
 func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
-	ext := installInRIEExtensions(t)
 	fn := realFunction(t, runtimes.TypeScript)
+	installForRIE(t, fn)
 	rie, err := riebin.Ensure(t.Context(), testWriter{t})
 	if err != nil {
 		t.Fatal(err)
@@ -49,11 +54,10 @@ func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	cmd := exec.CommandContext(t.Context(), rie, append([]string{
+	cmd := exec.CommandContext(t.Context(), rie,
 		fmt.Sprintf("--runtime-api-address=127.0.0.1:%d", ports[0]),
-		fmt.Sprintf("--runtime-interface-emulator-address=127.0.0.1:%d", ports[1]),
-	}, fn.Command...)...)
-	cmd.Dir = fn.Dir
+		fmt.Sprintf("--runtime-interface-emulator-address=127.0.0.1:%d", ports[1]))
+	cmd.Dir = rieTask
 	cmd.Env = append(os.Environ(), fn.Env...)
 	cmd.Env = append(cmd.Env,
 		"AWS_LAMBDA_MAX_CONCURRENCY=4", "AWS_LAMBDA_FUNCTION_NAME="+function, "_HANDLER="+fn.Handler, "LAMBDA_TASK_ROOT="+fn.Dir,
@@ -77,7 +81,6 @@ func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
 			t.Logf("RIE, runtime and extension output:\n%s", out.String())
 		}
 	})
-	_ = ext
 
 	invokeURL := fmt.Sprintf("http://127.0.0.1:%d/2015-03-31/functions/function/invocations", ports[1])
 	markers := []string{function + "-a", function + "-b", function + "-c"}
@@ -106,11 +109,12 @@ func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
 	}
 }
 
-// installInRIEExtensions puts the built extension in /opt/extensions for
-// the test's life, or skips when that cannot be done without touching
-// anything of the machine's: the directory must be creatable and hold
-// nothing else.
-func installInRIEExtensions(t *testing.T) string {
+// installForRIE puts the built extension in /opt/extensions, a bootstrap
+// that starts fn's runtime client in /var/runtime, and fn's code at
+// /var/task (a link), for the test's life; it skips when that cannot be done
+// without touching anything of the machine's: each must be creatable and
+// absent (or, for /opt/extensions, empty) before.
+func installForRIE(t *testing.T, fn *runtimes.Function) {
 	t.Helper()
 	entries, err := os.ReadDir(rieExtensions)
 	switch {
@@ -124,17 +128,40 @@ func installInRIEExtensions(t *testing.T) string {
 	case len(entries) > 0:
 		t.Skipf("%s already holds extensions of this machine's; RIE would run them too", rieExtensions)
 	}
-	bin := filepath.Join(e2etest.ExtensionDir(t), "grafana-loki-extension")
-	data, err := os.ReadFile(bin)
+	for _, p := range []string{rieBootstrap, rieTask} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Skipf("%s exists on this machine; RIE would run it", p)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(e2etest.ExtensionDir(t), "grafana-loki-extension"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dst := filepath.Join(rieExtensions, "grafana-loki-extension")
-	if err := os.WriteFile(dst, data, 0o755); err != nil {
+	ext := filepath.Join(rieExtensions, "grafana-loki-extension")
+	if err := os.WriteFile(ext, data, 0o755); err != nil {
 		t.Skipf("cannot install the extension in %s: %v", rieExtensions, err)
 	}
-	t.Cleanup(func() { _ = os.Remove(dst) })
-	return dst
+	t.Cleanup(func() { _ = os.Remove(ext) })
+	runtimeDir := filepath.Dir(rieBootstrap)
+	if _, err := os.Stat(runtimeDir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(runtimeDir, 0o755); err != nil {
+			t.Skipf("cannot create %s: %v", runtimeDir, err)
+		}
+		t.Cleanup(func() { _ = os.Remove(runtimeDir) })
+	}
+	quoted := make([]string, len(fn.Command))
+	for i, a := range fn.Command {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	script := "#!/bin/sh\nexec " + strings.Join(quoted, " ") + "\n"
+	if err := os.WriteFile(rieBootstrap, []byte(script), 0o755); err != nil {
+		t.Skipf("cannot write %s: %v", rieBootstrap, err)
+	}
+	t.Cleanup(func() { _ = os.Remove(rieBootstrap) })
+	if err := os.Symlink(fn.Dir, rieTask); err != nil {
+		t.Skipf("cannot link %s: %v", rieTask, err)
+	}
+	t.Cleanup(func() { _ = os.Remove(rieTask) })
 }
 
 // invokeRIE invokes the function through RIE's invoke endpoint.

@@ -37,6 +37,10 @@ type extension struct {
 	filter *filter.Filter
 
 	lastRequestID string
+	// leftovers is what an earlier process left in the spill; added counts
+	// the lines the extension wrote itself. Both go into the summary.
+	leftovers spill.Leftovers
+	added     int
 }
 
 // setup builds the Loki client and the extension's parts, all before the
@@ -63,7 +67,8 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 	if err != nil {
 		return nil, fmt.Errorf("%w: LOKI_PROCESSING_RULES: %w", errInvalidConfig, err)
 	}
-	q := outbox.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes, openSpill(cfg, log))
+	sp := openSpill(cfg, log)
+	q := outbox.NewQueue(cfg.QueueMaxEntries, cfg.QueueMaxBytes, sp)
 	host := "sandbox"
 	if cfg.SAMLocal {
 		host = ""
@@ -90,6 +95,7 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 	backlogBytes := min(cfg.Loki.MaxRequestBytes, cfg.QueueMaxBytes/2)
 	x := &extension{
 		cfg: cfg, log: log, ext: ext, listener: l, queue: q, telemetry: true, filter: f,
+		leftovers: sp.Leftovers(),
 		dispatcher: outbox.NewDispatcher(q, pusher, outbox.DispatcherConfig{
 			MinBatch: cfg.DispatchMinBatchSize, CatchUpBytes: backlogBytes, RetryMax: cfg.OutageRetryMax, Budget: cfg.FlushTimeout,
 		}),
@@ -146,5 +152,6 @@ func openSpill(cfg config.Config, log *logrus.Logger) *spill.Spill {
 		log.WithError(err).Warn("no spill file (QUEUE_SPILL_DIR): while Loki is away, lines past QUEUE_MAX_BYTES are dropped instead")
 		return nil
 	}
+	logLeftovers(log, sp.Leftovers())
 	return sp
 }

@@ -260,6 +260,7 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 			line += " RequestId: " + x.lastRequestID
 		}
 		x.queue.Put([]loki.Entry{{Time: start, Line: line, Stream: loki.StreamFunction, RequestID: x.lastRequestID}})
+		x.added++
 	}
 	quiet := time.Duration(x.cfg.Buffering.TimeoutMs)*time.Millisecond + lateTelemetry
 	for x.telemetry {

@@ -13,26 +13,29 @@ import (
 // totals add up the pushes over the extension's life; the background
 // pushes and the lifecycle both report.
 type totals struct {
-	mu               sync.Mutex
-	counts           loki.Counts
-	dropped, spilled int
+	mu     sync.Mutex
+	counts loki.Counts
+	drops  outbox.Drops
 }
 
 func (t *totals) add(rep outbox.Report) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.counts.Add(rep.Counts)
-	t.dropped += rep.Dropped
-	t.spilled += rep.Spilled
+	t.drops.Add(rep.Drops)
 }
 
 func (t *totals) fields() logrus.Fields {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return logrus.Fields{
+	f := logrus.Fields{
 		"delivered": t.counts.Delivered, "rejected": t.counts.Rejected, "unconfirmed": t.counts.Unconfirmed,
-		"dropped": t.dropped, "spilled": t.spilled, "truncated": t.counts.Truncated,
+		"dropped": t.drops.Dropped, "spilled": t.drops.Spilled, "truncated": t.counts.Truncated,
 	}
+	for why := range outbox.NumDropReasons {
+		f[why.Name()] = t.drops.ByReason[why]
+	}
+	return f
 }
 
 // report logs one push: quietly when all went well, once per window with
@@ -66,12 +69,7 @@ func (x *extension) report(window string, rep outbox.Report) {
 			rep.Spilled, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes)
 	}
 	if rep.Dropped > 0 {
-		why := "there is no spill file (QUEUE_SPILL_MAX_BYTES=0, or QUEUE_SPILL_DIR not writable)"
-		if err := x.queue.SpillErr(); err != nil {
-			why = "the spill file could not take them: " + err.Error()
-		}
-		log.Warnf("dropped the %d oldest lines (%d bytes): the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them, and %s",
-			rep.Dropped, rep.DroppedBytes, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes, why)
+		x.logDrops(log, rep.Drops)
 	}
 	if rep.Rejected > 0 {
 		log := log.WithError(rep.RejectErr)
@@ -93,18 +91,23 @@ func (x *extension) report(window string, rep outbox.Report) {
 	}
 }
 
-// summarize logs the shutdown summary: what the extension's life delivered,
-// and the lines left undelivered at the deadline, which are lost.
-func (x *extension) summarize(reason string, start time.Time, left int) {
-	fields := x.totals.fields()
-	fields["reason"] = reason
-	fields["took"] = time.Since(start).Round(time.Millisecond).String()
-	fields["lambdaDropped"] = x.listener.Stats().LambdaDropped
-	addFilterCounts(fields, x.filter)
-	if left > 0 {
-		fields["lost"] = left
-		x.log.WithFields(fields).Errorf("shutting down with %d lines undelivered: Loki could not take them before the shutdown deadline", left)
-		return
+// logDrops logs what one push's window dropped: one line per reason, each
+// with its own count, and the spill's error where there was one.
+func (x *extension) logDrops(log *logrus.Entry, d outbox.Drops) {
+	for why := range outbox.NumDropReasons {
+		n := d.ByReason[why]
+		if n == 0 {
+			continue
+		}
+		log := log.WithField("reason", why.Name())
+		if d.SpillErr != nil && why != outbox.DropNoSpill {
+			log = log.WithError(d.SpillErr)
+		}
+		if why == outbox.DropUnreadable {
+			log.Warnf("dropped %d spilled lines: %s", n, why.Explain())
+			continue
+		}
+		log.Warnf("dropped the %d oldest lines: the queue reached QUEUE_MAX_ENTRIES=%d or QUEUE_MAX_BYTES=%d while Loki could not take them, and %s",
+			n, x.cfg.QueueMaxEntries, x.cfg.QueueMaxBytes, why.Explain())
 	}
-	x.log.WithFields(fields).Info("shut down")
 }

@@ -1,7 +1,9 @@
 package lifecycle
 
 import (
+	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,4 +47,44 @@ func TestReportLogsTheOutageEachWay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A drop is logged with its own reason, one line per reason, never
+// blaming a missing spill file for lines a full one, or a full disk,
+// could not take.
+func TestReportLogsEachDropWithItsReason(t *testing.T) {
+	enospc := fmt.Errorf("spill: writing a segment: %w", syscall.ENOSPC)
+	tests := []struct {
+		name    string
+		drops   outbox.Drops
+		want    []string
+		notWant string
+	}{
+		{"no spill", dropsOf(outbox.DropNoSpill, 5, nil), []string{"dropped the 5 oldest lines", "there is no spill file"}, "refused"},
+		{"spill full", dropsOf(outbox.DropSpillFull, 7, nil), []string{"dropped the 7 oldest lines", "the spill file is full"}, "no spill file"},
+		{"disk full", dropsOf(outbox.DropSpillError, 9, enospc), []string{"dropped the 9 oldest lines", "the disk refused", "no space left on device"}, "no spill file"},
+		{"unreadable", dropsOf(outbox.DropUnreadable, 3, nil), []string{"dropped 3 spilled lines", "could not be read back"}, "no spill file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log, buf := testLog(t)
+			x := &extension{log: log}
+			x.report("background", outbox.Report{Drops: tt.drops})
+			out := buf.String()
+			for _, w := range tt.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("the log lacks %q:\n%s", w, out)
+				}
+			}
+			if strings.Contains(out, tt.notWant) {
+				t.Errorf("the log says %q:\n%s", tt.notWant, out)
+			}
+		})
+	}
+}
+
+func dropsOf(why outbox.DropReason, n int, err error) outbox.Drops {
+	d := outbox.Drops{Dropped: n, SpillErr: err}
+	d.ByReason[why] = n
+	return d
 }

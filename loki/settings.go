@@ -22,7 +22,9 @@ func ParsePushURL(raw string) (*url.URL, error) {
 		// url's error repeats the input.
 		return nil, errors.New("not a valid URL")
 	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("scheme must be http or https, got %q", u.Scheme)
+		// Not even the scheme is quoted: without "https://", url reads
+		// "user:password@host" as the scheme "user".
+		return nil, errors.New("must begin with http:// or https://")
 	case u.Host == "" || u.Hostname() == "":
 		return nil, errors.New("has no host")
 	case strings.Contains(u.Host+u.Path+u.RawQuery+u.Fragment, "@"):

@@ -129,10 +129,8 @@ type Report struct {
 	loki.Counts
 	// Requeued entries were not delivered in time and wait for the next window.
 	Requeued int
-	// Dropped entries (and bytes) were thrown away because the queue was full.
-	Dropped, DroppedBytes int
-	// Spilled entries went to the spill file for the queue's memory bound.
-	Spilled int
+	// Drops are what the queue dropped (by reason) and spilled meanwhile.
+	Drops
 	// Remaining is what the queue holds after the push.
 	Remaining int
 	// Err is the last push error, if any.
@@ -158,7 +156,7 @@ type Report struct {
 func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 	start := time.Now()
 	defer func() {
-		rep.Dropped, rep.DroppedBytes, rep.Spilled = d.queue.TakeDropped()
+		rep.Drops = d.queue.TakeDrops()
 		rep.Remaining = d.queue.Len()
 		rep.Outage = d.outage.active()
 		rep.Took = time.Since(start)

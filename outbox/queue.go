@@ -33,11 +33,8 @@ type Queue struct {
 	maxBytes   int
 	spill      *spill.Spill // nil: drop instead
 
-	// Counts since the last TakeDropped: dropped entries and their bytes,
-	// entries moved to the spill.
-	dropped, droppedBytes, spilled int
-	// spillErr is the last reason spilling failed, reported with the drops.
-	spillErr error
+	// drops counts since the last TakeDrops.
+	drops Drops
 
 	// backlog, when set by NotifyBacklog, is signalled by Put whenever at
 	// least backlogBytes are queued.
@@ -77,12 +74,18 @@ func (q *Queue) Put(entries []loki.Entry) {
 // NotifyBacklog returns a channel that receives a value (without blocking
 // Put; signals do not pile up) each time Put leaves at least bytes queued
 // in memory, so that a full request's worth can be pushed without waiting
-// for the end of the invocation. Call it once, before the queue is used.
+// for the end of the invocation. Call it once, before the queue is used. A
+// queue that starts with that much in its spill (what a killed process
+// left) signals at once: that goes out in the background, not in the
+// first invocation's billed time.
 func (q *Queue) NotifyBacklog(bytes int) <-chan struct{} {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.backlog = make(chan struct{}, 1)
 	q.backlogBytes = bytes
+	if q.spill != nil && q.spill.Bytes() >= int64(bytes) {
+		q.backlog <- struct{}{}
+	}
 	return q.backlog
 }
 
@@ -149,6 +152,9 @@ func (q *Queue) TakeUpTo(maxEntries, maxBytes int) []loki.Entry {
 	if len(q.head) == 0 {
 		q.head = nil // let the batch's backing array go
 	}
+	// What came back from the spill may have taken memory past its bounds
+	// (at least one entry comes back, room or not).
+	q.enforceBounds()
 	return out
 }
 
@@ -197,21 +203,18 @@ func (q *Queue) spilledLen() int {
 // TakeDropped returns how many entries, and bytes, were dropped, and how
 // many moved to the spill, since the last call, and resets the counts.
 func (q *Queue) TakeDropped() (entries, bytes, spilled int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	entries, bytes, spilled = q.dropped, q.droppedBytes, q.spilled
-	q.dropped, q.droppedBytes, q.spilled = 0, 0, 0
-	return entries, bytes, spilled
+	d := q.TakeDrops()
+	return d.Dropped, d.DroppedBytes, d.Spilled
 }
 
-// SpillErr returns, once, why spilling last failed (full, or the disk
-// refused), so that drops are logged with their reason.
-func (q *Queue) SpillErr() error {
+// TakeDrops returns what was dropped, why, and what moved to the spill,
+// since the last call, and resets the counts.
+func (q *Queue) TakeDrops() Drops {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	err := q.spillErr
-	q.spillErr = nil
-	return err
+	d := q.drops
+	q.drops = Drops{}
+	return d
 }
 
 // Close drops everything queued, in memory and spilled, and removes the
@@ -227,13 +230,19 @@ func (q *Queue) Close() int {
 }
 
 // refillHead moves the next oldest entries into head, which must be empty:
-// a segment of the spill, else front, else the oldest batch.
+// from the spill (a part of a segment, within a quarter of the memory
+// bounds, so that reading back never takes memory past them), else front,
+// else the oldest batch. What the spill cannot give back is counted, and
+// the next segment is read instead: nothing newer may come first.
 func (q *Queue) refillHead() bool {
-	if q.spilledLen() > 0 {
-		entries, lost, err := q.spill.ReadOldest()
+	for q.spilledLen() > 0 {
+		// Within the room memory has left, too: what is there may be the
+		// newest batches, up to the bounds.
+		maxEntries := min(q.maxEntries/4, q.maxEntries-q.entries)
+		maxBytes := min(q.maxBytes/4, q.maxBytes-q.bytes)
+		entries, lost, err := q.spill.ReadOldest(max(maxEntries, 1), max(maxBytes, 1))
 		if lost > 0 {
-			q.dropped += lost
-			q.spillErr = err
+			q.drops.add(DropUnreadable, lost, 0, err)
 		}
 		if len(entries) > 0 {
 			q.head = entries
@@ -270,57 +279,68 @@ func (q *Queue) popBatch() ([]loki.Entry, bool) {
 
 func (q *Queue) over() bool { return q.entries > q.maxEntries || q.bytes > q.maxBytes }
 
-// enforceBounds brings memory back within both bounds: the oldest entries
-// in memory that may follow what is spilled go to the spill while it takes
-// them, and what it does not take is dropped, oldest first.
+// enforceBounds brings memory back within both bounds. While the spill has
+// room, the newest entries in memory go there first, in order (front, then
+// the batches, oldest first: all newer than what is spilled), and head,
+// which is older than all of it, last, before everything spilled. Only what
+// the spill does not take is dropped, oldest first, and counted with the
+// reason.
 func (q *Queue) enforceBounds() {
-	for q.over() && q.spill != nil && !q.spill.Full() {
+	if !q.over() {
+		return
+	}
+	if q.spill == nil {
+		q.dropOldest(DropNoSpill, nil)
+		return
+	}
+	for q.over() && !q.spill.Full() {
+		var err error
 		switch {
-		case len(q.head) > 0 && len(q.front) == 0 && q.spill.Len() == 0:
-			// Nothing is spilled yet: head may go first, keeping the order.
-			if !q.spillOut(q.head) {
-				q.dropOldest()
-				return
-			}
-			q.head = nil
 		case len(q.front) > 0:
-			if !q.spillOut(q.front) {
-				q.dropOldest()
-				return
+			if err = q.spillOut(q.front, false); err == nil {
+				q.front = nil
 			}
-			q.front = nil
-		default:
-			batch, ok := q.popBatch()
-			if !ok {
-				q.dropOldest()
-				return
-			}
-			if !q.spillOut(batch) {
+		case q.batches.Len() > 0:
+			batch, _ := q.popBatch()
+			if err = q.spillOut(batch, false); err != nil {
 				q.front = batch
-				q.dropOldest()
-				return
 			}
+		case len(q.head) > 0:
+			if err = q.spillOut(q.head, q.spill.Len() > 0); err == nil {
+				q.head = nil
+			}
+		default:
+			return
+		}
+		if err != nil {
+			q.dropOldest(dropReason(err), err)
+			return
 		}
 	}
-	q.dropOldest()
+	err := q.spill.FullErr()
+	q.dropOldest(dropReason(err), err)
 }
 
-// spillOut writes entries (taken from memory) to the spill; false when it
-// does not take them, the reason kept for SpillErr.
-func (q *Queue) spillOut(entries []loki.Entry) bool {
-	if err := q.spill.Write(entries); err != nil {
-		q.spillErr = err
-		return false
+// spillOut writes entries (taken from memory) to the spill, before
+// everything in it when first.
+func (q *Queue) spillOut(entries []loki.Entry, first bool) error {
+	write := q.spill.Write
+	if first {
+		write = q.spill.WriteFront
+	}
+	if err := write(entries); err != nil {
+		return err
 	}
 	q.entries -= len(entries)
 	q.bytes -= sizeOf(entries)
-	q.spilled += len(entries)
-	return true
+	q.drops.Spilled += len(entries)
+	return nil
 }
 
 // dropOldest drops the oldest entries in memory until both bounds hold:
-// head's, then front's, then the batches'.
-func (q *Queue) dropOldest() {
+// head's, then front's, then the batches'; why says what kept them out of
+// the spill.
+func (q *Queue) dropOldest(why DropReason, err error) {
 	for q.over() {
 		from := &q.head
 		if len(q.head) == 0 {
@@ -333,15 +353,17 @@ func (q *Queue) dropOldest() {
 			}
 			from = &q.front
 		}
+		n, bytes := 0, 0
 		for len(*from) > 0 && q.over() {
 			size := (*from)[0].Size()
 			(*from)[0] = loki.Entry{} // release the line
 			*from = (*from)[1:]
 			q.entries--
 			q.bytes -= size
-			q.dropped++
-			q.droppedBytes += size
+			n++
+			bytes += size
 		}
+		q.drops.add(why, n, bytes, err)
 		if len(*from) == 0 {
 			*from = nil
 		}

@@ -282,7 +282,16 @@ func TestOddEventsDoNotCostTheBatch(t *testing.T) {
 			{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"},
 			{"time":"2024-01-01T00:00:00.002Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`, 200, 1, true, 4},
 		{"a runtimeDone with a field of an odd type still ends the wait", `[{"time":"2024-01-01T00:00:00.002Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success","metrics":{"durationMs":"fast","producedBytes":8.5}}}]`, 200, 0, true, 0},
+		// Deeper than encoding/json's nesting limit (10 000): that record
+		// alone is skipped; the line before it and the runtimeDone after
+		// it are kept.
+		{"a record nested too deep", `[{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"},
+			{"time":"2024-01-01T00:00:00.002Z","type":"function","record":{"deep":` + strings.Repeat("[", 10_001) + strings.Repeat("]", 10_001) + `}},
+			{"time":"2024-01-01T00:00:00.003Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`, 200, 1, true, 1},
+		{"strings that hold brackets, quotes and escapes", `[{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"a ] , [ \" \\"},
+			{"time":"2024-01-01T00:00:00.003Z","type":"platform.runtimeDone","record":{"requestId":"r1","status":"success"}}]`, 200, 1, true, 0},
 		{"not an array at all", `{"time":"x"}`, 400, 0, false, 0},
+		{"an array never closed", `[{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"}`, 400, 0, false, 0},
 		{"cut short", `[{"time":"2024-01-01T00:00:00.001Z","type":"function","record":"b"`, 400, 0, false, 0},
 	}
 	for _, tt := range tests {

@@ -69,6 +69,8 @@ type Result struct {
 	Requests []faultproxy.Request
 	// Delivery compares Lines with what Loki holds after SHUTDOWN.
 	Delivery delivery.Delivery
+	// Summary is the extension's shutdown summary.
+	Summary Summary
 
 	firstFailed, lastFailed int
 }
@@ -120,8 +122,17 @@ func Run(ctx context.Context, p Plan) (r Result, err error) {
 		return r, err
 	}
 	r.Requests = proxy.Requests()
+	if r.Summary, err = ParseSummary(sb.ExtensionOutput()); err != nil {
+		return r, err
+	}
 	r.Delivery, err = delivery.Check(ctx, p.Loki, r.Function, r.Lines, r.Start)
 	return r, err
+}
+
+// CheckSummary holds the shutdown summary to the invariant and to what
+// Loki holds (Summary.Check).
+func (r Result) CheckSummary() error {
+	return r.Summary.Check(len(r.Lines), r.Delivery.Delivered+r.Delivery.Unexpected)
 }
 
 // FirstWindow is the time after runtimeDone of the first invocation with
@@ -217,6 +228,11 @@ type FloodPlan struct {
 	Spill                                      bool
 	QueueMaxBytes                              int
 	DownInvokes, LinesEach, MaxRecoveryInvokes int
+	// SpillDir, when set, is QUEUE_SPILL_DIR.
+	SpillDir string
+	// BeforeDownInvoke, when set, runs before each invocation with Loki
+	// down (numbered from 0): the function filling /tmp, say.
+	BeforeDownInvoke func(i int) error
 }
 
 // FloodMode is a flush mode the flood runs in, with or without the spill
@@ -254,7 +270,9 @@ type FloodResult struct {
 	Written, InLoki int
 	// Delivered, Dropped, Spilled and Lost are the shutdown summary's.
 	Delivered, Dropped, Spilled, Lost int
-	PeakRSSBytes                      int64
+	// Summary is all of the shutdown summary.
+	Summary      Summary
+	PeakRSSBytes int64
 	// EmulatorDropped are records the emulator's Telemetry API dropped
 	// because the listener did not keep up.
 	EmulatorDropped int64
@@ -286,6 +304,9 @@ func Flood(ctx context.Context, p FloodPlan) (r FloodResult, err error) {
 		// Attempts at least every second, so that what waited goes out
 		// within the few seconds Loki is back before SHUTDOWN.
 		"OUTAGE_RETRY_MAX_MS=1000"}
+	if p.SpillDir != "" {
+		extra = append(extra, "QUEUE_SPILL_DIR="+p.SpillDir)
+	}
 	if cfg.Env, err = env(proxy.URL()+"/api/prom/push", append(extra, cfg.Env...)...); err != nil {
 		return r, err
 	}
@@ -300,6 +321,11 @@ func Flood(ctx context.Context, p FloodPlan) (r FloodResult, err error) {
 	defer sb.Close()
 	defer func() { r.Output = sb.ExtensionOutput() }()
 	for i := range p.DownInvokes {
+		if p.BeforeDownInvoke != nil {
+			if err := p.BeforeDownInvoke(i); err != nil {
+				return r, err
+			}
+		}
 		res, err := sb.Invoke(ctx, sandbox.Function{Lines: p.LinesEach, LineBytes: 512, Duration: 2 * time.Second})
 		if err != nil {
 			return r, fmt.Errorf("invocation %d with Loki down: %w", i+1, err)
@@ -327,14 +353,17 @@ func Flood(ctx context.Context, p FloodPlan) (r FloodResult, err error) {
 	if err != nil {
 		return r, err
 	}
-	summary := summaryLine(sb.ExtensionOutput())
-	if summary == "" {
-		return r, fmt.Errorf("the extension wrote no shutdown summary")
+	if r.Summary, err = ParseSummary(sb.ExtensionOutput()); err != nil {
+		return r, err
 	}
-	r.Delivered, r.Dropped, r.Spilled, r.Lost = field(summary, "delivered"), field(summary, "dropped"), field(summary, "spilled"), field(summary, "lost")
+	r.Delivered, r.Dropped, r.Spilled, r.Lost = r.Summary.Delivered, r.Summary.Dropped, r.Summary.Spilled, r.Summary.Lost
 	r.InLoki, err = delivery.Stored(ctx, p.Loki, r.Function)
 	return r, err
 }
+
+// CheckSummary holds the shutdown summary to the invariant and to what
+// Loki holds (Summary.Check).
+func (r FloodResult) CheckSummary() error { return r.Summary.Check(r.Written, r.InLoki) }
 
 // summaryLine is the extension's last line at SHUTDOWN, with its counts.
 func summaryLine(out string) string {
