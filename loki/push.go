@@ -88,13 +88,19 @@ type Result struct {
 
 // PushRetrying sends entries to Loki, splitting them into requests of a
 // bounded size, retrying what can be retried while ctx lasts; it modifies
-// entries' lines in place when they need truncation or UTF-8 repair. No
-// retry starts after until (zero leaves only ctx), and no request is cut
-// short by it. A
-// background push gives it the end of its budget, so that a request in
-// flight is never cut (one cut short may have been stored all the same);
-// an outage's attempt gives it the present, so that the attempt is one
-// request and the outage's backoff its only pace.
+// entries' lines in place when they need truncation or UTF-8 repair.
+//
+// With a zero until the push retries at its own pace (the SHUTDOWN drain):
+// every failure that may pass is tried again, with backoff, until ctx
+// ends, except that a pause Loki asks for (Retry-After) ends it. Otherwise
+// no retry starts after until, and a failure that says Loki is away (a
+// refused connection, a name that does not resolve, a 429) ends the push
+// at once: the caller has its own schedule of attempts. A window gives it
+// a few tens of milliseconds, room for one quick retry of a 5xx or a reset;
+// a background push the end of its budget; an outage's attempt the
+// present, so that the attempt is one request and the outage's backoff its
+// only pace. No request is cut short by until: one cut short may have been
+// stored all the same.
 func (c *Client) PushRetrying(ctx context.Context, entries []Entry, until time.Time) Result {
 	var res Result
 	for i := range entries {
@@ -203,7 +209,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 		a := c.send(ctx, body)
 		res.Stalled = a.err != nil && time.Since(sent) > c.cfg.RequestTimeout+max(c.cfg.RequestTimeout/2, stallMargin)
 		res.RetryAfter = retryAfter(a.header)
-		switch classify(a, ctx.Err()) {
+		switch classify(a, try{ctxErr: ctx.Err(), ownPace: until.IsZero(), retryAfter: res.RetryAfter}) {
 		case answerStored:
 			res.Delivered += len(entries)
 			return true
@@ -238,26 +244,25 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 				lastErr = a.err
 			}
 			return giveUp()
-		case answerTransient:
-			lastErr = a.err
-			if lastErr == nil {
-				lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, a.status, shortMessage(a.msg))
-			}
+		case answerAway:
+			// Loki is away, or asked for a pause: the caller schedules the
+			// next attempt (Result.RetryAfter) rather than spend its budget
+			// here.
+			lastErr = c.failure(a)
+			return giveUp()
+		case answerRetry:
+			lastErr = c.failure(a)
 		}
-		if !c.pauseBeforeRetry(ctx, until, res.RetryAfter, &backoff) {
+		if !c.pauseBeforeRetry(ctx, until, &backoff) {
 			return giveUp()
 		}
 	}
 }
 
 // pauseBeforeRetry waits before the next attempt, and reports whether
-// there is to be one: not when Loki asked for a pause (the caller
-// schedules the next attempt, Result.RetryAfter, rather than spend its
-// budget asleep), nor when the pause would pass ctx's deadline or until.
-func (c *Client) pauseBeforeRetry(ctx context.Context, until time.Time, retryAfter time.Duration, backoff *time.Duration) bool {
-	if retryAfter > 0 {
-		return false
-	}
+// there is to be one: not when the pause would pass ctx's deadline or
+// until.
+func (c *Client) pauseBeforeRetry(ctx context.Context, until time.Time, backoff *time.Duration) bool {
 	pause := retry.Jitter(*backoff)
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
 		return false
@@ -281,6 +286,14 @@ func (res *Result) reject(n int, err error) bool {
 		res.RejectErr = err
 	}
 	return true
+}
+
+// failure says why a request failed that may be tried again.
+func (c *Client) failure(a answer) error {
+	if a.err != nil {
+		return a.err
+	}
+	return fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, a.status, shortMessage(a.msg))
 }
 
 // rejection says why Loki's answer rejects a whole request.

@@ -69,6 +69,15 @@ type DispatcherConfig struct {
 	// Budget is how long a background push starts new requests
 	// (DefaultBudget).
 	Budget time.Duration
+	// WindowWait is the least a window waits for Loki to answer a request
+	// (DefaultWindowWait); it waits longer when Loki's answers have been
+	// taking long (WindowWaitLatencies times their average). Past that the
+	// request goes on in the background and the window ends.
+	WindowWait time.Duration
+	// Settled, when set, is given the report of a window's request that
+	// went on past its window, when it settles (Loki answered, or it timed
+	// out). It may run on any goroutine.
+	Settled func(Report)
 }
 
 // DefaultBudget is DispatcherConfig.Budget's default.
@@ -94,9 +103,14 @@ type Dispatcher struct {
 	cfg    DispatcherConfig
 	outage outage
 	// nexts counts the lifecycle's calls to /next: a push in flight while
-	// it changed may have been cut by a freeze, and its failure says
-	// nothing of Loki.
+	// it changed may have been cut by a freeze, if it also outlived its own
+	// timeout by far.
 	nexts atomic.Int64
+	// inFlight is set while a window's request goes on past its window.
+	inFlight atomic.Bool
+	// latency is the push time Loki has been answering in (nanoseconds, a
+	// moving average), which sets how long a window waits for an answer.
+	latency atomic.Int64
 }
 
 // NewDispatcher returns a dispatcher that pushes what q holds to p.
@@ -114,6 +128,9 @@ func NewDispatcher(q *Queue, p Pusher, cfg DispatcherConfig) *Dispatcher {
 	cfg.RetryMax = max(cfg.RetryMax, cfg.RetryMin)
 	if cfg.Budget <= 0 {
 		cfg.Budget = DefaultBudget
+	}
+	if cfg.WindowWait <= 0 {
+		cfg.WindowWait = DefaultWindowWait
 	}
 	d := &Dispatcher{turn: make(chan struct{}, 1), queue: q, pusher: p, cfg: cfg}
 	d.outage.init(cfg.RetryMin, cfg.RetryMax)
@@ -135,6 +152,10 @@ type Report struct {
 	Spilled int
 	// Remaining is what the queue holds after the push.
 	Remaining int
+	// InFlight entries are in a request that went on past the window,
+	// neither delivered nor requeued yet: DispatcherConfig.Settled says
+	// what became of them.
+	InFlight int
 	// Err is the last push error, if any.
 	Err error
 	// RejectErr is why the first rejected entries were rejected.
@@ -157,13 +178,14 @@ type Report struct {
 // returns what happened; it does not log.
 func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 	start := time.Now()
-	defer func() {
-		rep.Dropped, rep.DroppedBytes, rep.Spilled = d.queue.TakeDropped()
-		rep.Remaining = d.queue.Len()
-		rep.Outage = d.outage.active()
-		rep.Took = time.Since(start)
-	}()
+	defer d.finish(&rep, start)
 	if (kind == BeforeNext || kind == OnTimer || kind == Backlog) && d.outage.active() {
+		rep.Skipped = true
+		return rep
+	}
+	if kind == BeforeNext && d.inFlight.Load() {
+		// A window's request went on past its window and Loki has not
+		// answered it yet: this window does not wait for it either.
 		rep.Skipped = true
 		return rep
 	}
@@ -172,7 +194,12 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 		rep.Err = fmt.Errorf("waiting for the push in progress: %w", ctx.Err())
 		return rep
 	}
-	defer func() { <-d.turn }()
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			<-d.turn
+		}
+	}()
 	switch {
 	case kind == OutageAttempt && !d.outage.due(time.Now()):
 		rep.Skipped = true
@@ -186,10 +213,14 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 		rep.Skipped = true
 		return rep
 	}
-	// Background pushes retry within their budget, and an outage's attempt
-	// not at all: its pace is the backoff's. The others retry while ctx
-	// lasts.
-	var retryUntil time.Time
+	if kind == Shutdown {
+		d.drain(ctx, &rep)
+		return rep
+	}
+	// A window retries only what a moment may cure (quickRetry); background
+	// pushes retry within their budget, and an outage's attempt not at
+	// all: its pace is the backoff's.
+	retryUntil := start.Add(quickRetry)
 	switch {
 	case kind == OutageAttempt:
 		retryUntil = start
@@ -201,29 +232,65 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 		if len(batch) == 0 {
 			break
 		}
-		nexts := d.nexts.Load()
-		res := d.pusher.PushRetrying(ctx, batch, retryUntil)
-		rep.add(res)
-		if len(res.Undelivered) > 0 {
-			rep.Requeued += len(res.Undelivered)
-			d.queue.Requeue(res.Undelivered)
-			switch {
-			case res.Unavailable && res.TimedOut && (res.Stalled || d.nexts.Load() != nexts):
-				// Frozen mid-push: the request timed out while the sandbox
-				// slept. Try again now that it is thawed.
-				d.outage.retryNow()
-			case res.Unavailable:
-				rep.OutageBegan = d.outage.fail(time.Now(), res.RetryAfter)
+		if kind == BeforeNext {
+			a, answered := d.pushWithin(ctx, batch, retryUntil)
+			if !answered {
+				// The request goes on past the window; it settles, and
+				// gives the turn back, when Loki answers or it times out.
+				handedOff = true
+				rep.InFlight = len(batch)
+				return rep
 			}
-			break
+			if d.settle(a, &rep) {
+				break
+			}
+			continue
 		}
-		// Loki answered: it is back. Windows push again once what waited
-		// is down to a request's worth; until then the background pushes it.
-		if lasted, ended := d.outage.answered(time.Now(), d.queue.Bytes() <= d.cfg.CatchUpBytes); ended {
-			rep.OutageEnded, rep.OutageLasted = true, lasted
+		if d.settle(d.push(ctx, batch, retryUntil), &rep) {
+			break
 		}
 	}
 	return rep
+}
+
+// settle books one request's result into rep: what it did not deliver goes
+// back to the front of the queue, and the outage follows Loki's answer. It
+// reports whether the push stops here.
+func (d *Dispatcher) settle(a attempt, rep *Report) (stop bool) {
+	res := a.res
+	rep.add(res)
+	if len(res.Undelivered) > 0 {
+		rep.Requeued += len(res.Undelivered)
+		d.queue.Requeue(res.Undelivered)
+		switch {
+		case res.Unavailable && res.TimedOut && res.Stalled && a.crossedNext && !a.detached:
+			// Frozen mid-push: the request outlived its own timeout by far
+			// more than a loaded machine delays a timer, which only a
+			// stopped process does, and the sandbox could freeze, as /next
+			// was called meanwhile. Try again now that it is thawed. A
+			// request that only crossed a /next says nothing of a freeze:
+			// a busy function calls /next during every request.
+			d.outage.retryNow()
+		case res.Unavailable:
+			rep.OutageBegan = d.outage.fail(time.Now(), res.RetryAfter)
+		}
+		return true
+	}
+	// Loki answered: it is back. Windows push again once what waited is
+	// down to a request's worth; until then the background pushes it.
+	if lasted, ended := d.outage.answered(time.Now(), d.queue.Bytes() <= d.cfg.CatchUpBytes); ended {
+		rep.OutageEnded, rep.OutageLasted = true, lasted
+	}
+	return false
+}
+
+// finish adds to rep what the queue and the outage say after a push that
+// began at start.
+func (d *Dispatcher) finish(rep *Report, start time.Time) {
+	rep.Dropped, rep.DroppedBytes, rep.Spilled = d.queue.TakeDropped()
+	rep.Remaining = d.queue.Len()
+	rep.Outage = d.outage.active()
+	rep.Took = time.Since(start)
 }
 
 // add adds up one push's result.
