@@ -267,7 +267,9 @@ func TestDispatcherBoundsRetries(t *testing.T) {
 		outage    bool
 		wantUntil func(start time.Time) (lo, hi time.Time)
 	}{
-		{BeforeNext, false, func(s time.Time) (time.Time, time.Time) { return s.Add(quickRetry), s.Add(quickRetry + 50*time.Millisecond) }},
+		{BeforeNext, false, func(s time.Time) (time.Time, time.Time) {
+			return s.Add(quickRetry), s.Add(quickRetry + 50*time.Millisecond)
+		}},
 		{Shutdown, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
 		{OnTimer, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
 		{Backlog, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},

@@ -32,8 +32,8 @@ const (
 type Push struct {
 	// Began is when the push was called, At when it returned.
 	Began, At time.Time
-	Lines  []string
-	Answer Answer
+	Lines     []string
+	Answer    Answer
 	// Bounded says the push's context had a deadline; Until is the retry
 	// bound it was given.
 	Bounded bool
