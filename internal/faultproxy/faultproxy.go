@@ -50,6 +50,9 @@ type Fault struct {
 	// RetryAfter is the Retry-After header of a Status or EveryOther answer
 	// (default "1" for 429, none otherwise).
 	RetryAfter string
+	// NoRetryAfter sends a 429 without Retry-After, as Loki's own rate
+	// limiter does.
+	NoRetryAfter bool
 }
 
 // Request is one request the proxy saw: when it came, and what became of
@@ -128,10 +131,15 @@ func (p *Proxy) URL() string { return p.srv.URL }
 // CAFile is the PEM file of the CA that signed the proxy's certificate.
 func (p *Proxy) CAFile() string { return p.caFile }
 
-// SetFault changes the behaviour; hung requests are released.
+// SetFault changes the behaviour; hung requests are released when it differs from the current one.
 func (p *Proxy) SetFault(f Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if f == p.fault {
+		// Not a change: hung requests stay hung, as behind a Loki that
+		// goes on hanging.
+		return
+	}
 	p.fault = f
 	close(p.changed)
 	p.changed = make(chan struct{})
@@ -254,7 +262,7 @@ func (p *Proxy) fail(w http.ResponseWriter, f Fault) {
 	switch {
 	case f.RetryAfter != "":
 		w.Header().Set("Retry-After", f.RetryAfter)
-	case f.Code == http.StatusTooManyRequests:
+	case f.Code == http.StatusTooManyRequests && !f.NoRetryAfter:
 		w.Header().Set("Retry-After", "1")
 	}
 	http.Error(w, fmt.Sprintf("injected failure %d", f.Code), f.Code)
