@@ -78,6 +78,8 @@ type Stats struct {
 	Requests, Forwarded, Failed, Dropped, Hung, AuthFailures int64
 	// MaxForwardedBytes is the largest request body forwarded.
 	MaxForwardedBytes int64
+	// RateLimited counts the forwarded requests Loki itself answered 429.
+	RateLimited int64
 }
 
 // Proxy is a running fault proxy.
@@ -93,7 +95,7 @@ type Proxy struct {
 	count   atomic.Int64
 	log     []Request
 
-	requests, forwarded, failed, dropped, hung, authFailures, maxBytes atomic.Int64
+	requests, forwarded, failed, dropped, hung, authFailures, maxBytes, rateLimited atomic.Int64
 }
 
 // Start runs a proxy in front of cfg.Upstream.
@@ -103,6 +105,12 @@ func Start(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("faultproxy: upstream: %w", err)
 	}
 	p := &Proxy{cfg: cfg, proxy: httputil.NewSingleHostReverseProxy(up), changed: make(chan struct{})}
+	p.proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.StatusCode == http.StatusTooManyRequests {
+			p.rateLimited.Add(1)
+		}
+		return nil
+	}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
 	if cfg.TLS {
 		cert, caPEM, err := testCertificate()
@@ -156,7 +164,8 @@ func (p *Proxy) SetCredentials(username, password string) {
 // Stats returns the counts so far.
 func (p *Proxy) Stats() Stats {
 	return Stats{Requests: p.requests.Load(), Forwarded: p.forwarded.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load(),
-		Hung: p.hung.Load(), AuthFailures: p.authFailures.Load(), MaxForwardedBytes: p.maxBytes.Load()}
+		Hung: p.hung.Load(), AuthFailures: p.authFailures.Load(), MaxForwardedBytes: p.maxBytes.Load(),
+		RateLimited: p.rateLimited.Load()}
 }
 
 // Requests returns every request seen so far, in order of arrival.
