@@ -71,6 +71,10 @@ type Result struct {
 	// RetryAfter is how long Loki asked the client to wait (Retry-After of a
 	// 429 or 503) in its last answer, zero if it did not.
 	RetryAfter time.Duration
+	// RateLimited says Loki's last answer was 429: it takes lines, but
+	// fewer than are sent (its ingestion limits, shared by every sandbox of
+	// the function).
+	RateLimited bool
 	// Err is the last error, nil when everything was delivered. It never
 	// contains credentials.
 	Err error
@@ -209,6 +213,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 		a := c.send(ctx, body)
 		res.Stalled = a.err != nil && time.Since(sent) > c.cfg.RequestTimeout+max(c.cfg.RequestTimeout/2, stallMargin)
 		res.RetryAfter = retryAfter(a.header)
+		res.RateLimited = a.status == http.StatusTooManyRequests
 		switch classify(a, try{ctxErr: ctx.Err(), ownPace: until.IsZero(), retryAfter: res.RetryAfter}) {
 		case answerStored:
 			res.Delivered += len(entries)

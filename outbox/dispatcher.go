@@ -108,6 +108,8 @@ type Dispatcher struct {
 	nexts atomic.Int64
 	// inFlight is set while a window's request goes on past its window.
 	inFlight atomic.Bool
+	// pace spaces window requests while Loki limits the rate.
+	pace pace
 	// latency is the push time Loki has been answering in (nanoseconds, a
 	// moving average), which sets how long a window waits for an answer.
 	latency atomic.Int64
@@ -140,8 +142,9 @@ func NewDispatcher(q *Queue, p Pusher, cfg DispatcherConfig) *Dispatcher {
 // Report says what one push did, for one log line per window.
 type Report struct {
 	// Skipped is true when nothing was pushed on purpose: fewer than the
-	// minimum batch queued, or Loki away (Outage says so).
-	Skipped bool
+	// minimum batch queued, Loki away (Outage says so), or Loki limiting
+	// the rate (Paced).
+	Skipped, Paced bool
 	// Counts add up the requests' results.
 	loki.Counts
 	// Requeued entries were not delivered in time and wait for the next window.
@@ -187,6 +190,11 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 		// A window's request went on past its window and Loki has not
 		// answered it yet: this window does not wait for it either.
 		rep.Skipped = true
+		return rep
+	}
+	if (kind == BeforeNext || kind == OnTimer) && !d.pace.allows(start) {
+		// Loki limits the rate: these lines go with the next request.
+		rep.Skipped, rep.Paced = true, true
 		return rep
 	}
 	if !d.takeTurn(ctx) {
@@ -259,6 +267,12 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 func (d *Dispatcher) settle(a attempt, rep *Report) (stop bool) {
 	res := a.res
 	rep.add(res)
+	switch {
+	case res.RateLimited:
+		d.pace.limited()
+	case len(res.Undelivered) == 0 && res.Requests > 0:
+		d.pace.accepted()
+	}
 	if len(res.Undelivered) > 0 {
 		rep.Requeued += len(res.Undelivered)
 		d.queue.Requeue(res.Undelivered)

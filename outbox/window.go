@@ -45,6 +45,7 @@ type attempt struct {
 func (d *Dispatcher) push(ctx context.Context, batch []loki.Entry, until time.Time) attempt {
 	nexts := d.nexts.Load()
 	start := time.Now()
+	d.pace.sent(start)
 	res := d.pusher.PushRetrying(ctx, batch, until)
 	if len(res.Undelivered) == 0 && res.Retries == 0 {
 		d.learnLatency(time.Since(start))

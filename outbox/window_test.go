@@ -165,3 +165,36 @@ func TestDrainKeepsSeveralRequestsInFlight(t *testing.T) {
 		seen[l] = true
 	}
 }
+
+// A 429 halves the rate of a sandbox's window requests, and each request
+// Loki takes grows it back by a step: windows that come too soon are
+// skipped, their lines going with the next request, until windows push
+// every invocation again.
+func TestWindowsFollowTheRateLokiAccepts(t *testing.T) {
+	q := NewQueue(1000, 1<<20, nil)
+	p := &lokitest.Pusher{}
+	d := NewDispatcher(q, p, DispatcherConfig{})
+	d.pace.limited()
+	d.pace.limited() // two 429s: 200 ms between requests
+	if got := d.pace.current(); got != 2*paceMin {
+		t.Fatalf("pace %s after two 429s, want %s", got, 2*paceMin)
+	}
+	q.Put(lines("a", 1))
+	if rep := d.Push(t.Context(), BeforeNext); rep.Skipped {
+		t.Fatalf("the first window was skipped: %+v", rep)
+	}
+	q.Put(lines("b", 1))
+	if rep := d.Push(t.Context(), BeforeNext); !rep.Skipped || !rep.Paced {
+		t.Fatalf("a window right after a request pushed: %+v", rep)
+	}
+	time.Sleep(d.pace.current())
+	if rep := d.Push(t.Context(), BeforeNext); rep.Skipped || rep.Delivered != 1 {
+		t.Fatalf("the window after the pace did not push what waited: %+v", rep)
+	}
+	for range 4 {
+		d.pace.accepted()
+	}
+	if got := d.pace.current(); got != 0 {
+		t.Fatalf("pace %s after Loki took requests again, want none", got)
+	}
+}
