@@ -191,7 +191,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 		res.TimedOut = errors.Is(lastErr, context.DeadlineExceeded) || lastErr == nil
 		switch {
 		case lastErr == nil:
-			lastErr = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
+			lastErr = fmt.Errorf("pushing to %s: %w", c.ep().redacted, ctx.Err())
 		case errors.Is(lastErr, context.Canceled) && errors.Is(ctx.Err(), context.Canceled):
 			// The caller called the request off (SHUTDOWN stops the
 			// background pushes): that says nothing of Loki.
@@ -226,7 +226,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 				reauthed = true
 				continue
 			}
-			return res.reject(len(entries), fmt.Errorf("pushing to %s: %w (%d %s)", c.redacted, ErrUnauthorized, a.status, shortMessage(a.msg)))
+			return res.reject(len(entries), fmt.Errorf("pushing to %s: %w (%d %s)", c.ep().redacted, ErrUnauthorized, a.status, shortMessage(a.msg)))
 		case answerInvalid:
 			if meta != 0 && c.refusedMetadata(a.status, a.msg, res) {
 				// Loki stored the entries that had none; sending those
@@ -298,7 +298,7 @@ func (c *Client) failure(a answer) error {
 	if a.err != nil {
 		return a.err
 	}
-	return fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, a.status, shortMessage(a.msg))
+	return fmt.Errorf("pushing to %s: Loki answered %d: %s", c.ep().redacted, a.status, shortMessage(a.msg))
 }
 
 // rejection says why Loki's answer rejects a whole request.
@@ -310,9 +310,9 @@ func (c *Client) rejection(a answer) error {
 		// A redirect is a wrong push URL; following it would re-send a
 		// POST body to wherever it points, and retrying cannot help.
 		return fmt.Errorf("pushing to %s: Loki answered %d, a redirect to %s: the push URL must be the final one",
-			c.redacted, a.status, redactLocation(a.header.Get("Location")))
+			c.ep().redacted, a.status, redactLocation(a.header.Get("Location")))
 	default:
-		return fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.redacted, a.status, shortMessage(a.msg))
+		return fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.ep().redacted, a.status, shortMessage(a.msg))
 	}
 }
 
@@ -323,10 +323,10 @@ func (c *Client) refusedInPart(n int, msg string, res *Result) bool {
 	if !known {
 		res.Unconfirmed += n
 		return res.reject(0, fmt.Errorf("pushing to %s: Loki refused part of a push of %d lines without saying how many (it stores the valid ones): %s",
-			c.redacted, n, shortMessage(msg)))
+			c.ep().redacted, n, shortMessage(msg)))
 	}
 	res.Delivered += n - refused
-	return res.reject(refused, fmt.Errorf("pushing to %s: Loki rejected %d of %d lines (400): %s", c.redacted, refused, n, shortMessage(msg)))
+	return res.reject(refused, fmt.Errorf("pushing to %s: Loki rejected %d of %d lines (400): %s", c.ep().redacted, refused, n, shortMessage(msg)))
 }
 
 // refusedMetadata reports whether a 4xx answer to a request that carried
@@ -344,7 +344,7 @@ func (c *Client) refusedMetadata(status int, msg string, res *Result) bool {
 	}
 	if c.metadataRefused.CompareAndSwap(false, true) {
 		res.MetadataRefused = fmt.Errorf("pushing to %s: Loki refused structured metadata (400: %s); pushing without it from now on",
-			c.redacted, shortMessage(msg))
+			c.ep().redacted, shortMessage(msg))
 	}
 	return true
 }
@@ -355,14 +355,15 @@ var errBuildRequest = errors.New("building the request failed")
 func (c *Client) send(ctx context.Context, body []byte) answer {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	ep := c.ep()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, bytes.NewReader(body))
 	if err != nil {
-		return answer{err: fmt.Errorf("pushing to %s: %w", c.redacted, errBuildRequest)}
+		return answer{err: fmt.Errorf("pushing to %s: %w", c.ep().redacted, errBuildRequest)}
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("User-Agent", "grafana-loki-extension")
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
+	if ep.auth != "" {
+		req.Header.Set("Authorization", ep.auth)
 	}
 	if c.cfg.TenantID != "" {
 		req.Header.Set("X-Scope-OrgID", c.cfg.TenantID)
@@ -371,7 +372,7 @@ func (c *Client) send(ctx context.Context, body []byte) answer {
 	if err != nil {
 		// url.Error repeats the URL, which is already free of userinfo;
 		// keep only the cause, described in our own words.
-		return answer{err: fmt.Errorf("pushing to %s: %w", c.redacted, httperr.Cause(err))}
+		return answer{err: fmt.Errorf("pushing to %s: %w", c.ep().redacted, httperr.Cause(err))}
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
