@@ -58,6 +58,7 @@ func (d *Dispatcher) push(ctx context.Context, batch []loki.Entry, until time.Ti
 // goes on past it: it keeps the dispatcher's turn until it settles, and
 // then hands DispatcherConfig.Settled its report.
 func (d *Dispatcher) pushWithin(ctx context.Context, batch []loki.Entry, until time.Time) (a attempt, answered bool) {
+	began := time.Now()
 	done := make(chan attempt, 1)
 	// Not cut by the window's end: the request's own timeout bounds it.
 	reqCtx := context.WithoutCancel(ctx)
@@ -72,12 +73,11 @@ func (d *Dispatcher) pushWithin(ctx context.Context, batch []loki.Entry, until t
 	}
 	d.inFlight.Store(true)
 	go func() {
-		start := time.Now()
 		a := <-done
 		a.detached = true
 		var rep Report
 		d.settle(a, &rep)
-		d.finish(&rep, start)
+		d.finish(&rep, began) // Took is the request's whole time
 		d.inFlight.Store(false)
 		<-d.turn
 		if d.cfg.Settled != nil {

@@ -67,6 +67,9 @@ func measureOutage(ctx context.Context, b *bench) error {
 		took := "the extension logged no time for its push"
 		if d, ok := o.FailedPushTook(); ok {
 			took = "the failed push " + ms(d) + " by the extension's log"
+			if f.fault.Kind == faultproxy.Hang {
+				took = "the request went on past the window and timed out after " + ms(d)
+			}
 		}
 		b.judge(metric+fmt.Sprintf("time after runtimeDone, invocation %d (the first failing)", plan.FirstFailed+1), target,
 			fmt.Sprintf("%s (%s)", ms(first), took), first <= bound)
