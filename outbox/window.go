@@ -32,8 +32,8 @@ const (
 // judge it.
 type attempt struct {
 	res loki.Result
-	// crossedNext says the lifecycle called /next during the request: the
-	// sandbox may have been frozen meanwhile.
+	// crossedNext says the lifecycle was in /next at some time during the
+	// request: the sandbox may have been frozen meanwhile.
 	crossedNext bool
 	// detached says the request went on past its window, across the /next
 	// the window returned to: a timeout then is Loki's, not a freeze's, as
@@ -50,7 +50,11 @@ func (d *Dispatcher) push(ctx context.Context, batch []loki.Entry, until time.Ti
 	if len(res.Undelivered) == 0 && res.Retries == 0 {
 		d.learnLatency(time.Since(start))
 	}
-	return attempt{res: res, crossedNext: d.nexts.Load() != nexts}
+	// NextCalled and NextReturned each count one: an odd count is the
+	// lifecycle inside /next, where the sandbox may be frozen. At the thaw
+	// the request's timer and /next's answer come at once, so a request
+	// that began inside /next may end before NextReturned counts.
+	return attempt{res: res, crossedNext: d.nexts.Load() != nexts || nexts%2 == 1}
 }
 
 // pushWithin sends a window's batch and waits for the answer at most the
