@@ -182,19 +182,7 @@ type Report struct {
 func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 	start := time.Now()
 	defer d.finish(&rep, start)
-	if (kind == BeforeNext || kind == OnTimer || kind == Backlog) && d.outage.active() {
-		rep.Skipped = true
-		return rep
-	}
-	if kind == BeforeNext && d.inFlight.Load() {
-		// A window's request went on past its window and Loki has not
-		// answered it yet: this window does not wait for it either.
-		rep.Skipped = true
-		return rep
-	}
-	if (kind == BeforeNext || kind == OnTimer) && !d.pace.allows(start) {
-		// Loki limits the rate: these lines go with the next request.
-		rep.Skipped, rep.Paced = true, true
+	if d.skipsUnturned(kind, start, &rep) {
 		return rep
 	}
 	if !d.takeTurn(ctx) {
@@ -202,28 +190,50 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 		rep.Err = fmt.Errorf("waiting for the push in progress: %w", ctx.Err())
 		return rep
 	}
-	handedOff := false
-	defer func() {
-		if !handedOff {
-			<-d.turn
-		}
-	}()
+	if !d.pushInTurn(ctx, kind, start, &rep) {
+		<-d.turn
+	}
+	return rep
+}
+
+// skipsUnturned reports whether a push of kind is skipped without waiting
+// for its turn: a window or a timed push while Loki is away, or while Loki
+// limits the rate and the pace says not yet; a window while a window's
+// request goes on past it.
+func (d *Dispatcher) skipsUnturned(kind Occasion, now time.Time, rep *Report) bool {
+	switch {
+	case (kind == BeforeNext || kind == OnTimer || kind == Backlog) && d.outage.active():
+		rep.Skipped = true
+	case kind == BeforeNext && d.inFlight.Load():
+		// Loki has not answered that request yet: this window does not
+		// wait for it either.
+		rep.Skipped = true
+	case (kind == BeforeNext || kind == OnTimer) && !d.pace.allows(now):
+		// These lines go with the next request.
+		rep.Skipped, rep.Paced = true, true
+	}
+	return rep.Skipped
+}
+
+// pushInTurn is Push once it has the turn. It reports whether it handed
+// the turn on: a window's request that goes on past the window gives it
+// back when it settles.
+func (d *Dispatcher) pushInTurn(ctx context.Context, kind Occasion, start time.Time, rep *Report) (handedOff bool) {
 	switch {
 	case kind == OutageAttempt && !d.outage.due(time.Now()):
 		rep.Skipped = true
-		return rep
+		return false
 	case kind == OutageAttempt && d.queue.Len() == 0:
 		// Nothing to try Loki with; the next lines will.
 		d.outage.postpone(time.Now())
 		rep.Skipped = true
-		return rep
+		return false
 	case (kind == BeforeNext || kind == OnTimer) && d.queue.Len() < d.cfg.MinBatch && !d.holdingTooLong():
 		rep.Skipped = true
-		return rep
-	}
-	if kind == Shutdown {
-		d.drain(ctx, &rep)
-		return rep
+		return false
+	case kind == Shutdown:
+		d.drain(ctx, rep)
+		return false
 	}
 	// A window retries only what a moment may cure (quickRetry); background
 	// pushes retry within their budget, and an outage's attempt not at
@@ -238,27 +248,25 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 	for ctx.Err() == nil && !(kind.background() && time.Since(start) >= d.cfg.Budget) {
 		batch := d.queue.TakeUpTo(takeSize, takeBytes)
 		if len(batch) == 0 {
-			break
+			return false
 		}
+		a := attempt{}
 		if kind == BeforeNext {
-			a, answered := d.pushWithin(ctx, batch, retryUntil)
-			if !answered {
+			var answered bool
+			if a, answered = d.pushWithin(ctx, batch, retryUntil); !answered {
 				// The request goes on past the window; it settles, and
 				// gives the turn back, when Loki answers or it times out.
-				handedOff = true
 				rep.InFlight = len(batch)
-				return rep
+				return true
 			}
-			if d.settle(a, &rep) {
-				break
-			}
-			continue
+		} else {
+			a = d.push(ctx, batch, retryUntil)
 		}
-		if d.settle(d.push(ctx, batch, retryUntil), &rep) {
-			break
+		if d.settle(a, rep) {
+			return false
 		}
 	}
-	return rep
+	return false
 }
 
 // settle books one request's result into rep: what it did not deliver goes
