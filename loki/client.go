@@ -81,7 +81,9 @@ type Client struct {
 	levelMu      sync.Mutex
 	levelLabels  map[levelKey]string
 
-	enc encoder
+	// encoders build request bodies, one per push running at once, so
+	// that the drain's requests in flight are encoded on every core.
+	encoders sync.Pool
 	// metadataRefused is set once Loki has refused structured metadata; it
 	// is never cleared, as a Loki's limits do not change under a sandbox.
 	metadataRefused atomic.Bool
@@ -96,6 +98,16 @@ type endpoint struct {
 
 // ep is the client's endpoint now.
 func (c *Client) ep() *endpoint { return c.endpoint.Load() }
+
+// encode builds a request body with an encoder of the pool.
+func (c *Client) encode(entries []Entry, meta metadata) []byte {
+	enc, _ := c.encoders.Get().(*encoder)
+	if enc == nil {
+		enc = &encoder{}
+	}
+	defer c.encoders.Put(enc)
+	return enc.encode(entries, c.labelsFor, meta)
+}
 
 type levelKey struct {
 	stream StreamType

@@ -181,7 +181,7 @@ func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 // when the entries were neither delivered nor rejected.
 func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Time, res *Result) bool {
 	meta := c.metadata()
-	body := c.enc.encode(entries, c.labelsFor, meta)
+	body := c.encode(entries, meta)
 	backoff := minBackoff
 	// lastErr becomes the result's error only if the request ends undelivered:
 	// a transient failure followed by success is no error.
@@ -233,7 +233,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 				// again is harmless, as it drops exact duplicates of its
 				// newest entries.
 				meta = 0
-				body = c.enc.encode(entries, c.labelsFor, meta)
+				body = c.encode(entries, meta)
 				continue
 			}
 			return c.refusedInPart(len(entries), a.msg, res)
