@@ -19,6 +19,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/filter"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/outbox"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
 )
@@ -77,6 +78,9 @@ type Config struct {
 	Flush FlushStrategy
 	// FlushTimeout bounds the time one invocation's flush may add.
 	FlushTimeout time.Duration
+	// WindowWait is the least a window waits for Loki to answer a request
+	// before the request goes on in the background (LOKI_WINDOW_WAIT_MS).
+	WindowWait time.Duration
 
 	// ListenerPort is where the telemetry listener binds.
 	ListenerPort int
@@ -179,6 +183,7 @@ func Load(lookup LookupFunc) (Config, error) {
 	cfg.DispatchMinBatchSize = r.intIn("DISPATCH_MIN_BATCH_SIZE", DefaultMinBatchSize, 1, 1_000_000)
 	cfg.Flush = r.flushStrategy("FLUSH_STRATEGY")
 	cfg.FlushTimeout = r.millis("FLUSH_TIMEOUT_MS", DefaultFlushTimeout, 10, 60_000)
+	cfg.WindowWait = r.millis("LOKI_WINDOW_WAIT_MS", outbox.DefaultWindowWait, 10, 60_000)
 	cfg.QueueMaxEntries = r.intIn("QUEUE_MAX_ENTRIES", DefaultQueueMaxEntries, 100, 10_000_000)
 	cfg.QueueMaxBytes = r.intIn("QUEUE_MAX_BYTES", DefaultQueueMaxBytes, 1024*1024, 1024*1024*1024)
 	cfg.SpillMaxBytes = int64(r.intIn("QUEUE_SPILL_MAX_BYTES", DefaultSpillMaxBytes, 0, 64*1024*1024*1024))

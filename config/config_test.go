@@ -10,6 +10,7 @@ import (
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/envtest"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
+	"github.com/lambda-loki/grafana-loki-extension/outbox"
 	"github.com/sirupsen/logrus"
 )
 
@@ -41,7 +42,7 @@ func TestLoadDefaults(t *testing.T) {
 		{"not strict", !cfg.Strict},
 		{"platform and extension lines off", !cfg.ShipPlatformLogs && !cfg.ShipExtensionLogs},
 		{"queue bounds", cfg.QueueMaxEntries == DefaultQueueMaxEntries && cfg.QueueMaxBytes == DefaultQueueMaxBytes},
-		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == loki.DefaultRequestTimeout && cfg.SecretsTimeout == DefaultSecretsTimeout},
+		{"timeouts", cfg.FlushTimeout == DefaultFlushTimeout && cfg.Loki.RequestTimeout == loki.DefaultRequestTimeout && cfg.SecretsTimeout == DefaultSecretsTimeout && cfg.WindowWait == outbox.DefaultWindowWait},
 		{"structured metadata on", !cfg.Loki.NoStructuredMetadata},
 	}
 	for _, c := range checks {
@@ -110,6 +111,7 @@ func TestLoadErrorsNameTheVariable(t *testing.T) {
 		{"label given twice", []string{"LOKI_IP", "x", "LOKI_LABELS", "env=a,env=b"}, "LOKI_LABELS", `"env" is given twice`},
 		{"reserved label name", []string{"LOKI_IP", "x", "LOKI_LABELS", "__name__=x"}, "LOKI_LABELS", `"__name__" is invalid`},
 		{"password without user", []string{"LOKI_IP", "x", "LOKI_PASSWORD", "p"}, "LOKI_USERNAME", "LOKI_PASSWORD"},
+		{"window wait below 10 ms", []string{"LOKI_IP", "x", "LOKI_WINDOW_WAIT_MS", "5"}, "LOKI_WINDOW_WAIT_MS", "between 10 and 60000"},
 		{"secrets timeout beyond the init's 10 s", []string{"LOKI_IP", "x", "SECRETS_TIMEOUT_MS", "10000"}, "SECRETS_TIMEOUT_MS", "between 100 and 9000"},
 		{"token and basic auth", []string{"LOKI_IP", "x", "LOKI_USERNAME", "u", "LOKI_BEARER_TOKEN", "t"}, "LOKI_BEARER_TOKEN", "choose one"},
 		{"IP with a query", []string{"LOKI_IP", "host?x"}, "LOKI_IP", "'?'"},

@@ -41,6 +41,9 @@ type extension struct {
 	// the lines the extension wrote itself. Both go into the summary.
 	leftovers spill.Leftovers
 	added     int
+	// pushedEarly is set once the SHUTDOWN drain has pushed before the end
+	// of a pause Loki asked for.
+	pushedEarly bool
 }
 
 // setup builds the Loki client and the extension's parts, all before the
@@ -93,13 +96,14 @@ func newExtension(ctx context.Context, cfg config.Config, ext *extensionApi.Clie
 	// A full request, or half the queue's bound when that is smaller: the
 	// bound must never be reached before the backlog push starts.
 	backlogBytes := min(cfg.Loki.MaxRequestBytes, cfg.QueueMaxBytes/2)
-	x := &extension{
-		cfg: cfg, log: log, ext: ext, listener: l, queue: q, telemetry: true, filter: f,
-		leftovers: sp.Leftovers(),
-		dispatcher: outbox.NewDispatcher(q, pusher, outbox.DispatcherConfig{
-			MinBatch: cfg.DispatchMinBatchSize, CatchUpBytes: backlogBytes, RetryMax: cfg.OutageRetryMax, Budget: cfg.FlushTimeout,
-		}),
-	}
+	x := &extension{cfg: cfg, log: log, ext: ext, listener: l, queue: q, telemetry: true, filter: f, leftovers: sp.Leftovers()}
+	x.dispatcher = outbox.NewDispatcher(q, pusher, outbox.DispatcherConfig{
+		MinBatch: cfg.DispatchMinBatchSize, CatchUpBytes: backlogBytes, RetryMax: cfg.OutageRetryMax, Budget: cfg.FlushTimeout,
+		WindowWait: cfg.WindowWait,
+		// A window's request that went on past it is reported when it
+		// settles, as its window's would have been.
+		Settled: func(rep outbox.Report) { x.report("invoke", rep) },
+	})
 
 	types := []string{"platform", "function"}
 	if cfg.ShipExtensionLogs {

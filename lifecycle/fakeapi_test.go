@@ -460,3 +460,13 @@ func missing(got, want []string) []string {
 	}
 	return out
 }
+
+// foreground reports whether a push was a window's or the drain's, as
+// opposed to the background's: the drain's context has a deadline, and a
+// window's request (which is not cut when its window ends) may retry only
+// for a moment, where a background push may for its whole budget
+// (testConfig's FlushTimeout, 400 ms) and an outage's attempt not at all.
+func foreground(c lokitest.Push) bool {
+	retries := c.Until.Sub(c.Began)
+	return c.Bounded || retries > 0 && retries < 200*time.Millisecond
+}

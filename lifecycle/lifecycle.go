@@ -284,14 +284,21 @@ func (x *extension) onShutdown(ev extensionApi.Event) {
 // drain pushes everything queued. It waits out a pause Loki asked for
 // (Retry-After), as far as the deadline allows an attempt after it; the
 // outage's own backoff it does not wait for: SHUTDOWN is the last chance,
-// and the drain retries within its whole budget.
+// and the drain retries within its whole budget. A pause that reaches past
+// that it cuts short once, pushing as late as leaves time to; if Loki asks
+// again, it is not pushed again before the deadline: a fleet shutting down
+// must not hammer a Loki that asked it to slow down.
 func (x *extension) drain(ctx context.Context) {
 	if paused := x.dispatcher.PausedUntil(); !paused.IsZero() {
 		deadline, _ := ctx.Deadline()
 		latest := deadline.Add(-min(x.cfg.Loki.RequestTimeout, drainReserve))
 		if paused.After(latest) {
+			if x.pushedEarly {
+				return
+			}
 			// Waiting it out would lose the lines to the deadline:
 			// push, earlier than asked, as late as leaves time to.
+			x.pushedEarly = true
 			paused = latest
 		}
 		wait.Sleep(ctx, time.Until(paused))

@@ -190,7 +190,7 @@ func TestAdaptiveSwitchAndFallback(t *testing.T) {
 	h.post(t, invocation("a2", "success", "a2 line")...)
 	eventually(t, "a2's line pushed in the background", func() bool {
 		for _, c := range h.pusher.Pushes() {
-			if c.Answer == lokitest.Deliver && !c.Bounded && slices.Contains(c.Lines, "a2 line") {
+			if c.Answer == lokitest.Deliver && !foreground(c) && slices.Contains(c.Lines, "a2 line") {
 				return true
 			}
 		}
@@ -239,7 +239,7 @@ func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 		next := h.api.awaitCall(t, i+2, false)
 		windows := 0
 		for _, c := range h.pusher.Pushes() {
-			if c.Bounded && c.At.After(invoke.answered) && c.At.Before(next.arrived) {
+			if foreground(c) && c.At.After(invoke.answered) && c.At.Before(next.arrived) {
 				windows++
 			}
 		}
@@ -253,7 +253,7 @@ func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 	// A background attempt fails too before Loki comes back: the outage is
 	// still logged once.
 	eventually(t, "a background attempt while Loki is away", func() bool {
-		return slices.ContainsFunc(h.pusher.Pushes(), func(c lokitest.Push) bool { return !c.Bounded })
+		return slices.ContainsFunc(h.pusher.Pushes(), func(c lokitest.Push) bool { return !foreground(c) })
 	})
 	if got := h.pusher.Delivered(); len(got) > 0 {
 		t.Fatalf("delivered %q while Loki was away", got)
@@ -264,7 +264,7 @@ func TestOutageSkipsWindowsUntilLokiIsBack(t *testing.T) {
 		return len(missing(h.pusher.Delivered(), want)) == 0
 	})
 	for _, c := range h.pusher.Pushes() {
-		if c.Answer == lokitest.Deliver && c.Bounded {
+		if c.Answer == lokitest.Deliver && foreground(c) {
 			t.Errorf("what waited went out in a bounded push (a window or the drain), want the background's: %q", c.Lines)
 		}
 	}
@@ -413,6 +413,35 @@ func TestShutdownDrainWaitsOutLokisPause(t *testing.T) {
 				t.Errorf("pushed %s after Loki asked for a pause of %s", pushed.Sub(refused), tt.pause)
 			}
 		})
+	}
+}
+
+// A Loki that keeps asking for a pause reaching past the SHUTDOWN deadline
+// gets a few requests from the drain, not one every few milliseconds: the
+// drain pushes once as late as leaves time to, and when Loki asks again it
+// does not push again. A whole fleet shuts down at once.
+func TestShutdownDrainDoesNotHammerAPausedLoki(t *testing.T) {
+	t.Parallel()
+	h := startExtension(t, http.StatusOK, func(c *config.Config) {
+		c.Loki.RequestTimeout = loki.DefaultRequestTimeout
+	})
+	h.pusher.Answer(lokitest.Down)
+	h.pusher.RetryAfter(10 * time.Second)
+	h.api.queue(invokeEvent("r1", 10*time.Second))
+	h.api.awaitCall(t, 1, true)
+	h.post(t, invocation("r1", "success", "r1 line")...)
+	h.api.awaitCall(t, 2, false)
+	before := len(h.pusher.Pushes())
+
+	h.api.queue(shutdownEvent("spindown", 2*time.Second))
+	if code := h.wait(t); code != 0 {
+		t.Fatalf("run returned %d", code)
+	}
+	if drained := len(h.pusher.Pushes()) - before; drained < 1 || drained > 3 {
+		t.Errorf("the drain pushed %d times to a Loki asking for a pause past the deadline, want 1 to 3", drained)
+	}
+	if log := h.log.String(); !strings.Contains(log, "lost=1") {
+		t.Errorf("the shutdown summary does not count the line lost")
 	}
 }
 
@@ -628,7 +657,7 @@ func TestTimedModesPushOnTheTimer(t *testing.T) {
 				return len(missing(h.pusher.Delivered(), []string{"p1 first", "p1 second"})) == 0
 			})
 			for _, c := range h.pusher.Pushes() {
-				if c.Bounded {
+				if foreground(c) {
 					t.Errorf("a bounded push (a window or the drain) before SHUTDOWN: %+v", c)
 				}
 				if c.Answer == lokitest.Deliver && c.At.Sub(posted) > interval+time.Second {

@@ -3,11 +3,13 @@ package loki
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -35,9 +37,16 @@ const (
 	// answerInvalid: 400, some entries (or their structured metadata)
 	// refused; Loki stores the others.
 	answerInvalid
-	// answerTransient: Loki may take them later (5xx, 408, 429, a
-	// proxy's 407, a connection refused or reset).
-	answerTransient
+	// answerRetry: Loki may take them moments later (a 5xx, a connection
+	// reset, an answer cut short; or, for a push that retries at its own
+	// pace, any failure that may pass with no pause asked for): try again
+	// after the backoff, as far as the caller's bounds allow.
+	answerRetry
+	// answerAway: Loki may take them later, but not within this push: the
+	// connection was refused, its name did not resolve, it (or a proxy) answered
+	// 429, 408 or 407, or it asked for a pause (Retry-After). The push ends at once and
+	// the caller schedules the next attempt.
+	answerAway
 	// answerHung: the request's own timeout passed; Loki accepted the
 	// connection and did not answer.
 	answerHung
@@ -45,19 +54,33 @@ const (
 	answerCalledOff
 )
 
-// classify says what an answer means; ctxErr is the caller's context's
-// error at the time it came. It decides alone whether the client retries,
-// gives up or counts a rejection, so that rule is in one place.
-func classify(a answer, ctxErr error) verdict {
+// try is what classify needs to know of the push besides the answer.
+type try struct {
+	// ctxErr is the caller's context's error when the answer came.
+	ctxErr error
+	// ownPace is true when the push retries at its own pace for as long as
+	// its context lasts (the SHUTDOWN drain): then only a pause Loki asked
+	// for ends it early. Otherwise (a window, a background push) the caller
+	// has its own schedule of attempts, and a failure that says Loki is
+	// away ends the push at once rather than spend the window on it.
+	ownPace bool
+	// retryAfter is the pause Loki's answer asked for, zero if none.
+	retryAfter time.Duration
+}
+
+// classify says what an answer means. It decides alone whether the client
+// counts the entries stored or rejected, retries, or gives up, so that
+// rule is in one place.
+func classify(a answer, t try) verdict {
 	switch {
 	case errors.Is(a.err, errBuildRequest):
 		return answerRejected
-	case a.err != nil && ctxErr != nil:
+	case a.err != nil && t.ctxErr != nil:
 		return answerCalledOff
 	case errors.Is(a.err, context.DeadlineExceeded):
 		return answerHung
 	case a.err != nil:
-		return answerTransient
+		return transient(flakyError(a.err), t)
 	case a.status >= 200 && a.status < 300:
 		return answerStored
 	case a.status >= 300 && a.status < 400:
@@ -67,16 +90,42 @@ func classify(a answer, ctxErr error) verdict {
 	case a.status == http.StatusBadRequest:
 		return answerInvalid
 	case a.status == http.StatusTooManyRequests || a.status == http.StatusRequestTimeout:
-		return answerTransient
+		// Loki's rate limiter (or its gateway's): a retry moments later
+		// meets the same limit, and adds to what it limits.
+		return transient(false, t)
 	case a.status == http.StatusProxyAuthRequired:
 		// A forward proxy (HTTPS_PROXY) refusing the request is an outage
 		// on the way to Loki, not Loki refusing the lines.
-		return answerTransient
+		return transient(false, t)
 	case a.status >= 400 && a.status < 500:
 		return answerRejected
 	default:
-		return answerTransient
+		return transient(true, t)
 	}
+}
+
+// transient is the verdict on a failure that may pass: a flaky one (a
+// 5xx, a reset) is worth a quick retry, the others say Loki is away for
+// now, unless the push retries at its own pace.
+func transient(flaky bool, t try) verdict {
+	switch {
+	case t.retryAfter > 0:
+		return answerAway
+	case flaky || t.ownPace:
+		return answerRetry
+	default:
+		return answerAway
+	}
+}
+
+// flakyError reports whether a failed request's error is one a retry
+// moments later may not meet: the connection reset or closed before the
+// answer, as a restarting Loki or a load balancer's idle cut does. A
+// refused connection, a name that does not resolve or a dial that timed
+// out say Loki is not there, which lasts longer than a window.
+func flakyError(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // maxMessage bounds how much of Loki's answer is kept for the log;

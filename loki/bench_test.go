@@ -42,7 +42,7 @@ func BenchmarkEncode(b *testing.B) {
 	c := benchClient(b, "http://127.0.0.1:1/api/prom/push")
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = c.enc.encode(entries, c.labelsFor, metaAll)
+		_ = c.encode(entries, metaAll)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(entries)), "ns/line")
 }

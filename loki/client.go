@@ -67,13 +67,13 @@ const (
 	DefaultMaxRequestBytes = 1024 * 1024
 )
 
-// Client pushes entries to Loki. Push is meant for one goroutine at a time;
-// CloseIdleConnections may be called from any.
+// Client pushes entries to Loki. Pushes may run on several goroutines at
+// once (the SHUTDOWN drain keeps a few requests in flight).
 type Client struct {
-	cfg       Config
-	url       string // without userinfo
-	redacted  string // for messages
-	auth      string // Authorization header value, or ""
+	cfg Config
+	// endpoint is where and how requests go; a rotated credential replaces
+	// it while the SHUTDOWN drain's requests may be reading it.
+	endpoint  atomic.Pointer[endpoint]
 	http      *http.Client
 	transport *http.Transport // nil when Config.Transport was given
 
@@ -81,10 +81,32 @@ type Client struct {
 	levelMu      sync.Mutex
 	levelLabels  map[levelKey]string
 
-	enc encoder
+	// encoders build request bodies, one per push running at once, so
+	// that the drain's requests in flight are encoded on every core.
+	encoders sync.Pool
 	// metadataRefused is set once Loki has refused structured metadata; it
 	// is never cleared, as a Loki's limits do not change under a sandbox.
 	metadataRefused atomic.Bool
+}
+
+// endpoint is the push URL and the Authorization header of a Client.
+type endpoint struct {
+	url      string // without userinfo
+	redacted string // for messages
+	auth     string // Authorization header value, or ""
+}
+
+// ep is the client's endpoint now.
+func (c *Client) ep() *endpoint { return c.endpoint.Load() }
+
+// encode builds a request body with an encoder of the pool.
+func (c *Client) encode(entries []Entry, meta metaFields) []byte {
+	enc, _ := c.encoders.Get().(*encoder)
+	if enc == nil {
+		enc = &encoder{}
+	}
+	defer c.encoders.Put(enc)
+	return enc.encode(entries, c.labelsFor, meta)
 }
 
 type levelKey struct {
@@ -163,15 +185,14 @@ func (c *Client) setCredentials(cr Credentials) error {
 	if err := ValidateHeaderValue(cr.BearerToken); err != nil {
 		return fmt.Errorf("bearer token: %w", err)
 	}
-	c.url, c.redacted = u.String(), redactURL(u)
+	ep := &endpoint{url: u.String(), redacted: redactURL(u)}
 	switch {
 	case cr.BearerToken != "":
-		c.auth = "Bearer " + cr.BearerToken
+		ep.auth = "Bearer " + cr.BearerToken
 	case cr.Username != "" || cr.Password != "":
-		c.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cr.Username+":"+cr.Password))
-	default:
-		c.auth = ""
+		ep.auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(cr.Username+":"+cr.Password))
 	}
+	c.endpoint.Store(ep)
 	return nil
 }
 

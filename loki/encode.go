@@ -63,7 +63,8 @@ func sanitizeLine(line string, maxBytes int) (string, bool) {
 }
 
 // encoder builds snappy-compressed protobuf push bodies, reusing its buffers
-// between requests: the client pushes from one goroutine at a time.
+// between requests; the client keeps a pool of them, one per push running
+// at once, and each body is a new one.
 //
 // It writes Loki's PushRequest by hand instead of through the protobuf
 // library: the message is three nested repeated fields, the generic

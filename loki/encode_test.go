@@ -129,7 +129,7 @@ func TestEncoderMatchesLokisPushPackage(t *testing.T) {
 			t.Run(tt.name+"/"+m.name, func(t *testing.T) {
 				want := referenceBody(t, tt.entries, c.labelsFor, m.meta)
 				for range 2 { // the second time reuses the encoder's buffers
-					got, err := snappy.Decode(nil, c.enc.encode(tt.entries, c.labelsFor, m.meta))
+					got, err := snappy.Decode(nil, c.encode(tt.entries, m.meta))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -152,7 +152,7 @@ func TestEncoderRoundTripsThroughLokisPushPackage(t *testing.T) {
 	}
 	at := time.Date(2026, 3, 4, 5, 6, 7, 8, time.UTC)
 	in := []Entry{{Time: at, Line: "l", Level: "WARN", RequestID: "r-1", TraceID: "5759e988bd862e3fe1be46a994272793", Meta: NewMetadata(Pair{"log_stream", "2026/03/04/[$LATEST]abc"}, Pair{"cold_start", "true"})}}
-	raw, err := snappy.Decode(nil, c.enc.encode(in, c.labelsFor, c.metadata()))
+	raw, err := snappy.Decode(nil, c.encode(in, c.metadata()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,10 @@ type Result struct {
 	// RetryAfter is how long Loki asked the client to wait (Retry-After of a
 	// 429 or 503) in its last answer, zero if it did not.
 	RetryAfter time.Duration
+	// RateLimited says Loki's last answer was 429: it takes lines, but
+	// fewer than are sent (its ingestion limits, shared by every sandbox of
+	// the function).
+	RateLimited bool
 	// Err is the last error, nil when everything was delivered. It never
 	// contains credentials.
 	Err error
@@ -88,13 +92,19 @@ type Result struct {
 
 // PushRetrying sends entries to Loki, splitting them into requests of a
 // bounded size, retrying what can be retried while ctx lasts; it modifies
-// entries' lines in place when they need truncation or UTF-8 repair. No
-// retry starts after until (zero leaves only ctx), and no request is cut
-// short by it. A
-// background push gives it the end of its budget, so that a request in
-// flight is never cut (one cut short may have been stored all the same);
-// an outage's attempt gives it the present, so that the attempt is one
-// request and the outage's backoff its only pace.
+// entries' lines in place when they need truncation or UTF-8 repair.
+//
+// With a zero until the push retries at its own pace (the SHUTDOWN drain):
+// every failure that may pass is tried again, with backoff, until ctx
+// ends, except that a pause Loki asks for (Retry-After) ends it. Otherwise
+// no retry starts after until, and a failure that says Loki is away (a
+// refused connection, a name that does not resolve, a 429) ends the push
+// at once: the caller has its own schedule of attempts. A window gives it
+// a few tens of milliseconds, room for one quick retry of a 5xx or a reset;
+// a background push the end of its budget; an outage's attempt the
+// present, so that the attempt is one request and the outage's backoff its
+// only pace. No request is cut short by until: one cut short may have been
+// stored all the same.
 func (c *Client) PushRetrying(ctx context.Context, entries []Entry, until time.Time) Result {
 	var res Result
 	for i := range entries {
@@ -172,7 +182,7 @@ func MinRequestBytes(maxLineBytes int, labels map[string]string) int {
 // when the entries were neither delivered nor rejected.
 func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Time, res *Result) bool {
 	meta := c.metadata()
-	body := c.enc.encode(entries, c.labelsFor, meta)
+	body := c.encode(entries, meta)
 	backoff := minBackoff
 	// lastErr becomes the result's error only if the request ends undelivered:
 	// a transient failure followed by success is no error.
@@ -182,7 +192,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 		res.TimedOut = errors.Is(lastErr, context.DeadlineExceeded) || lastErr == nil
 		switch {
 		case lastErr == nil:
-			lastErr = fmt.Errorf("pushing to %s: %w", c.redacted, ctx.Err())
+			lastErr = fmt.Errorf("pushing to %s: %w", c.ep().redacted, ctx.Err())
 		case errors.Is(lastErr, context.Canceled) && errors.Is(ctx.Err(), context.Canceled):
 			// The caller called the request off (SHUTDOWN stops the
 			// background pushes): that says nothing of Loki.
@@ -204,7 +214,8 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 		a := c.send(ctx, body)
 		res.Stalled = a.err != nil && time.Since(sent) > c.cfg.RequestTimeout+max(c.cfg.RequestTimeout/2, stallMargin)
 		res.RetryAfter = retryAfter(a.header)
-		switch classify(a, ctx.Err()) {
+		res.RateLimited = a.status == http.StatusTooManyRequests
+		switch classify(a, try{ctxErr: ctx.Err(), ownPace: until.IsZero(), retryAfter: res.RetryAfter}) {
 		case answerStored:
 			res.Delivered += len(entries)
 			return true
@@ -216,14 +227,14 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 				reauthed = true
 				continue
 			}
-			return res.reject(len(entries), fmt.Errorf("pushing to %s: %w (%d %s)", c.redacted, ErrUnauthorized, a.status, shortMessage(a.msg)))
+			return res.reject(len(entries), fmt.Errorf("pushing to %s: %w (%d %s)", c.ep().redacted, ErrUnauthorized, a.status, shortMessage(a.msg)))
 		case answerInvalid:
 			if meta != 0 && c.refusedMetadata(a.status, a.msg, res) {
 				// Loki stored the entries that had none; sending those
 				// again is harmless, as it drops exact duplicates of its
 				// newest entries.
 				meta = 0
-				body = c.enc.encode(entries, c.labelsFor, meta)
+				body = c.encode(entries, meta)
 				continue
 			}
 			return c.refusedInPart(len(entries), a.msg, res)
@@ -239,30 +250,25 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 				lastErr = a.err
 			}
 			return giveUp()
-		case answerTransient:
-			switch {
-			case a.err != nil:
-				lastErr = a.err
-			case a.status == http.StatusProxyAuthRequired:
-				lastErr = fmt.Errorf("pushing to %s: the proxy answered %d: %s", c.redacted, a.status, shortMessage(a.msg))
-			default:
-				lastErr = fmt.Errorf("pushing to %s: Loki answered %d: %s", c.redacted, a.status, shortMessage(a.msg))
-			}
+		case answerAway:
+			// Loki is away, or asked for a pause: the caller schedules the
+			// next attempt (Result.RetryAfter) rather than spend its budget
+			// here.
+			lastErr = c.failure(a)
+			return giveUp()
+		case answerRetry:
+			lastErr = c.failure(a)
 		}
-		if !c.pauseBeforeRetry(ctx, until, res.RetryAfter, &backoff) {
+		if !c.pauseBeforeRetry(ctx, until, &backoff) {
 			return giveUp()
 		}
 	}
 }
 
 // pauseBeforeRetry waits before the next attempt, and reports whether
-// there is to be one: not when Loki asked for a pause (the caller
-// schedules the next attempt, Result.RetryAfter, rather than spend its
-// budget asleep), nor when the pause would pass ctx's deadline or until.
-func (c *Client) pauseBeforeRetry(ctx context.Context, until time.Time, retryAfter time.Duration, backoff *time.Duration) bool {
-	if retryAfter > 0 {
-		return false
-	}
+// there is to be one: not when the pause would pass ctx's deadline or
+// until.
+func (c *Client) pauseBeforeRetry(ctx context.Context, until time.Time, backoff *time.Duration) bool {
 	pause := retry.Jitter(*backoff)
 	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < pause {
 		return false
@@ -288,6 +294,17 @@ func (res *Result) reject(n int, err error) bool {
 	return true
 }
 
+// failure says why a request failed that may be tried again.
+func (c *Client) failure(a answer) error {
+	switch {
+	case a.err != nil:
+		return a.err
+	case a.status == http.StatusProxyAuthRequired:
+		return fmt.Errorf("pushing to %s: the proxy answered %d: %s", c.ep().redacted, a.status, shortMessage(a.msg))
+	}
+	return fmt.Errorf("pushing to %s: Loki answered %d: %s", c.ep().redacted, a.status, shortMessage(a.msg))
+}
+
 // rejection says why Loki's answer rejects a whole request.
 func (c *Client) rejection(a answer) error {
 	switch {
@@ -297,9 +314,9 @@ func (c *Client) rejection(a answer) error {
 		// A redirect is a wrong push URL; following it would re-send a
 		// POST body to wherever it points, and retrying cannot help.
 		return fmt.Errorf("pushing to %s: Loki answered %d, a redirect to %s: the push URL must be the final one",
-			c.redacted, a.status, redactLocation(a.header.Get("Location")))
+			c.ep().redacted, a.status, redactLocation(a.header.Get("Location")))
 	default:
-		return fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.redacted, a.status, shortMessage(a.msg))
+		return fmt.Errorf("pushing to %s: Loki rejected the push (%d): %s", c.ep().redacted, a.status, shortMessage(a.msg))
 	}
 }
 
@@ -310,10 +327,10 @@ func (c *Client) refusedInPart(n int, msg string, res *Result) bool {
 	if !known {
 		res.Unconfirmed += n
 		return res.reject(0, fmt.Errorf("pushing to %s: Loki refused part of a push of %d lines without saying how many (it stores the valid ones): %s",
-			c.redacted, n, shortMessage(msg)))
+			c.ep().redacted, n, shortMessage(msg)))
 	}
 	res.Delivered += n - refused
-	return res.reject(refused, fmt.Errorf("pushing to %s: Loki rejected %d of %d lines (400): %s", c.redacted, refused, n, shortMessage(msg)))
+	return res.reject(refused, fmt.Errorf("pushing to %s: Loki rejected %d of %d lines (400): %s", c.ep().redacted, refused, n, shortMessage(msg)))
 }
 
 // refusedMetadata reports whether a 4xx answer to a request that carried
@@ -331,7 +348,7 @@ func (c *Client) refusedMetadata(status int, msg string, res *Result) bool {
 	}
 	if c.metadataRefused.CompareAndSwap(false, true) {
 		res.MetadataRefused = fmt.Errorf("pushing to %s: Loki refused structured metadata (400: %s); pushing without it from now on",
-			c.redacted, shortMessage(msg))
+			c.ep().redacted, shortMessage(msg))
 	}
 	return true
 }
@@ -342,14 +359,15 @@ var errBuildRequest = errors.New("building the request failed")
 func (c *Client) send(ctx context.Context, body []byte) answer {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	ep := c.ep()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ep.url, bytes.NewReader(body))
 	if err != nil {
-		return answer{err: fmt.Errorf("pushing to %s: %w", c.redacted, errBuildRequest)}
+		return answer{err: fmt.Errorf("pushing to %s: %w", c.ep().redacted, errBuildRequest)}
 	}
 	req.Header.Set("Content-Type", "application/x-protobuf")
 	req.Header.Set("User-Agent", "grafana-loki-extension")
-	if c.auth != "" {
-		req.Header.Set("Authorization", c.auth)
+	if ep.auth != "" {
+		req.Header.Set("Authorization", ep.auth)
 	}
 	if c.cfg.TenantID != "" {
 		req.Header.Set("X-Scope-OrgID", c.cfg.TenantID)
@@ -358,7 +376,7 @@ func (c *Client) send(ctx context.Context, body []byte) answer {
 	if err != nil {
 		// url.Error repeats the URL, which is already free of userinfo;
 		// keep only the cause, described in our own words.
-		return answer{err: fmt.Errorf("pushing to %s: %w", c.redacted, httperr.Cause(err))}
+		return answer{err: fmt.Errorf("pushing to %s: %w", c.ep().redacted, httperr.Cause(err))}
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))

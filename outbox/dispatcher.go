@@ -69,6 +69,15 @@ type DispatcherConfig struct {
 	// Budget is how long a background push starts new requests
 	// (DefaultBudget).
 	Budget time.Duration
+	// WindowWait is the least a window waits for Loki to answer a request
+	// (DefaultWindowWait); it waits longer when Loki's answers have been
+	// taking long (WindowWaitLatencies times their average). Past that the
+	// request goes on in the background and the window ends.
+	WindowWait time.Duration
+	// Settled, when set, is given the report of a window's request that
+	// went on past its window, when it settles (Loki answered, or it timed
+	// out). It may run on any goroutine.
+	Settled func(Report)
 }
 
 // DefaultBudget is DispatcherConfig.Budget's default.
@@ -94,9 +103,16 @@ type Dispatcher struct {
 	cfg    DispatcherConfig
 	outage outage
 	// nexts counts the lifecycle's calls to /next: a push in flight while
-	// it changed may have been cut by a freeze, and its failure says
-	// nothing of Loki.
+	// it changed may have been cut by a freeze, if it also outlived its own
+	// timeout by far.
 	nexts atomic.Int64
+	// inFlight is set while a window's request goes on past its window.
+	inFlight atomic.Bool
+	// pace spaces window requests while Loki limits the rate.
+	pace pace
+	// latency is the push time Loki has been answering in (nanoseconds, a
+	// moving average), which sets how long a window waits for an answer.
+	latency atomic.Int64
 }
 
 // NewDispatcher returns a dispatcher that pushes what q holds to p.
@@ -115,6 +131,9 @@ func NewDispatcher(q *Queue, p Pusher, cfg DispatcherConfig) *Dispatcher {
 	if cfg.Budget <= 0 {
 		cfg.Budget = DefaultBudget
 	}
+	if cfg.WindowWait <= 0 {
+		cfg.WindowWait = DefaultWindowWait
+	}
 	d := &Dispatcher{turn: make(chan struct{}, 1), queue: q, pusher: p, cfg: cfg}
 	d.outage.init(cfg.RetryMin, cfg.RetryMax)
 	return d
@@ -123,8 +142,9 @@ func NewDispatcher(q *Queue, p Pusher, cfg DispatcherConfig) *Dispatcher {
 // Report says what one push did, for one log line per window.
 type Report struct {
 	// Skipped is true when nothing was pushed on purpose: fewer than the
-	// minimum batch queued, or Loki away (Outage says so).
-	Skipped bool
+	// minimum batch queued, Loki away (Outage says so), or Loki limiting
+	// the rate (Paced).
+	Skipped, Paced bool
 	// Counts add up the requests' results.
 	loki.Counts
 	// Requeued entries were not delivered in time and wait for the next window.
@@ -133,6 +153,10 @@ type Report struct {
 	Drops
 	// Remaining is what the queue holds after the push.
 	Remaining int
+	// InFlight entries are in a request that went on past the window,
+	// neither delivered nor requeued yet: DispatcherConfig.Settled says
+	// what became of them.
+	InFlight int
 	// Err is the last push error, if any.
 	Err error
 	// RejectErr is why the first rejected entries were rejected.
@@ -155,14 +179,8 @@ type Report struct {
 // returns what happened; it does not log.
 func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 	start := time.Now()
-	defer func() {
-		rep.Drops = d.queue.TakeDrops()
-		rep.Remaining = d.queue.Len()
-		rep.Outage = d.outage.active()
-		rep.Took = time.Since(start)
-	}()
-	if (kind == BeforeNext || kind == OnTimer || kind == Backlog) && d.outage.active() {
-		rep.Skipped = true
+	defer d.finish(&rep, start)
+	if d.skipsUnturned(kind, start, &rep) {
 		return rep
 	}
 	if !d.takeTurn(ctx) {
@@ -170,24 +188,55 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 		rep.Err = fmt.Errorf("waiting for the push in progress: %w", ctx.Err())
 		return rep
 	}
-	defer func() { <-d.turn }()
+	if !d.pushInTurn(ctx, kind, start, &rep) {
+		<-d.turn
+	}
+	return rep
+}
+
+// skipsUnturned reports whether a push of kind is skipped without waiting
+// for its turn: a window or a timed push while Loki is away, or while Loki
+// limits the rate and the pace says not yet; a window while a window's
+// request goes on past it.
+func (d *Dispatcher) skipsUnturned(kind Occasion, now time.Time, rep *Report) bool {
+	switch {
+	case (kind == BeforeNext || kind == OnTimer || kind == Backlog) && d.outage.active():
+		rep.Skipped = true
+	case kind == BeforeNext && d.inFlight.Load():
+		// Loki has not answered that request yet: this window does not
+		// wait for it either.
+		rep.Skipped = true
+	case (kind == BeforeNext || kind == OnTimer) && !d.pace.allows(now):
+		// These lines go with the next request.
+		rep.Skipped, rep.Paced = true, true
+	}
+	return rep.Skipped
+}
+
+// pushInTurn is Push once it has the turn. It reports whether it handed
+// the turn on: a window's request that goes on past the window gives it
+// back when it settles.
+func (d *Dispatcher) pushInTurn(ctx context.Context, kind Occasion, start time.Time, rep *Report) (handedOff bool) {
 	switch {
 	case kind == OutageAttempt && !d.outage.due(time.Now()):
 		rep.Skipped = true
-		return rep
+		return false
 	case kind == OutageAttempt && d.queue.Len() == 0:
 		// Nothing to try Loki with; the next lines will.
 		d.outage.postpone(time.Now())
 		rep.Skipped = true
-		return rep
+		return false
 	case (kind == BeforeNext || kind == OnTimer) && d.queue.Len() < d.cfg.MinBatch && !d.holdingTooLong():
 		rep.Skipped = true
-		return rep
+		return false
+	case kind == Shutdown:
+		d.drain(ctx, rep)
+		return false
 	}
-	// Background pushes retry within their budget, and an outage's attempt
-	// not at all: its pace is the backoff's. The others retry while ctx
-	// lasts.
-	var retryUntil time.Time
+	// A window retries only what a moment may cure (quickRetry); background
+	// pushes retry within their budget, and an outage's attempt not at
+	// all: its pace is the backoff's.
+	retryUntil := start.Add(quickRetry)
 	switch {
 	case kind == OutageAttempt:
 		retryUntil = start
@@ -197,31 +246,71 @@ func (d *Dispatcher) Push(ctx context.Context, kind Occasion) (rep Report) {
 	for ctx.Err() == nil && !(kind.background() && time.Since(start) >= d.cfg.Budget) {
 		batch := d.queue.TakeUpTo(takeSize, takeBytes)
 		if len(batch) == 0 {
-			break
+			return false
 		}
-		nexts := d.nexts.Load()
-		res := d.pusher.PushRetrying(ctx, batch, retryUntil)
-		rep.add(res)
-		if len(res.Undelivered) > 0 {
-			rep.Requeued += len(res.Undelivered)
-			d.queue.Requeue(res.Undelivered)
-			switch {
-			case res.Unavailable && res.TimedOut && (res.Stalled || d.nexts.Load() != nexts):
-				// Frozen mid-push: the request timed out while the sandbox
-				// slept. Try again now that it is thawed.
-				d.outage.retryNow()
-			case res.Unavailable:
-				rep.OutageBegan = d.outage.fail(time.Now(), res.RetryAfter)
+		a := attempt{}
+		if kind == BeforeNext {
+			var answered bool
+			if a, answered = d.pushWithin(ctx, batch, retryUntil); !answered {
+				// The request goes on past the window; it settles, and
+				// gives the turn back, when Loki answers or it times out.
+				rep.InFlight = len(batch)
+				return true
 			}
-			break
+		} else {
+			a = d.push(ctx, batch, retryUntil)
 		}
-		// Loki answered: it is back. Windows push again once what waited
-		// is down to a request's worth; until then the background pushes it.
-		if lasted, ended := d.outage.answered(time.Now(), d.queue.Bytes() <= d.cfg.CatchUpBytes); ended {
-			rep.OutageEnded, rep.OutageLasted = true, lasted
+		if d.settle(a, rep) {
+			return false
 		}
 	}
-	return rep
+	return false
+}
+
+// settle books one request's result into rep: what it did not deliver goes
+// back to the front of the queue, and the outage follows Loki's answer. It
+// reports whether the push stops here.
+func (d *Dispatcher) settle(a attempt, rep *Report) (stop bool) {
+	res := a.res
+	rep.add(res)
+	switch {
+	case res.RateLimited:
+		d.pace.limited()
+	case len(res.Undelivered) == 0 && res.Requests > 0:
+		d.pace.accepted()
+	}
+	if len(res.Undelivered) > 0 {
+		rep.Requeued += len(res.Undelivered)
+		d.queue.Requeue(res.Undelivered)
+		switch {
+		case res.Unavailable && res.TimedOut && res.Stalled && a.crossedNext && !a.detached:
+			// Frozen mid-push: the request outlived its own timeout by far
+			// more than a loaded machine delays a timer, which only a
+			// stopped process does, and the sandbox could freeze, as /next
+			// was called meanwhile. Try again now that it is thawed. A
+			// request that only crossed a /next says nothing of a freeze:
+			// a busy function calls /next during every request.
+			d.outage.retryNow()
+		case res.Unavailable:
+			rep.OutageBegan = d.outage.fail(time.Now(), res.RetryAfter)
+		}
+		return true
+	}
+	// Loki answered: it is back. Windows push again once what waited is
+	// down to a request's worth; until then the background pushes it.
+	if lasted, ended := d.outage.answered(time.Now(), d.queue.Bytes() <= d.cfg.CatchUpBytes); ended {
+		rep.OutageEnded, rep.OutageLasted = true, lasted
+	}
+	return false
+}
+
+// finish adds to rep what the queue and the outage say after a push that
+// began at start.
+func (d *Dispatcher) finish(rep *Report, start time.Time) {
+	rep.Drops = d.queue.TakeDrops()
+	rep.Remaining = d.queue.Len()
+	rep.Outage = d.outage.active()
+	rep.Took = time.Since(start)
 }
 
 // add adds up one push's result.

@@ -257,8 +257,9 @@ func TestDispatcherDrainAndRejectionDuringAnOutage(t *testing.T) {
 	}
 }
 
-// Windows and the drain retry while their context lasts; background pushes
-// retry within their budget; an outage's attempt does not retry at all.
+// The drain retries while its context lasts; a window only what a moment
+// may cure; background pushes retry within their budget; an outage's
+// attempt does not retry at all.
 func TestDispatcherBoundsRetries(t *testing.T) {
 	const budget = 700 * time.Millisecond
 	tests := []struct {
@@ -266,7 +267,9 @@ func TestDispatcherBoundsRetries(t *testing.T) {
 		outage    bool
 		wantUntil func(start time.Time) (lo, hi time.Time)
 	}{
-		{BeforeNext, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
+		{BeforeNext, false, func(s time.Time) (time.Time, time.Time) {
+			return s.Add(quickRetry), s.Add(quickRetry + 50*time.Millisecond)
+		}},
 		{Shutdown, false, func(time.Time) (time.Time, time.Time) { return time.Time{}, time.Time{} }},
 		{OnTimer, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},
 		{Backlog, false, func(s time.Time) (time.Time, time.Time) { return s.Add(budget), s.Add(budget + 50*time.Millisecond) }},

@@ -30,6 +30,7 @@ func main() {
 	flag.StringVar(&opts.only, "only", "", "comma-separated scenarios to run (default all): "+strings.Join(scenarioNames(), ","))
 	flag.BoolVar(&opts.verbose, "v", false, "show the extension's own log and the build and go test output")
 	flag.StringVar(&opts.workDir, "work", "", "keep the builds in this directory (default: a temporary one, removed at the end)")
+	flag.IntVar(&opts.fleet, "fleet", 20, "sandboxes in the fleet scenario")
 	flag.StringVar(&opts.baseline, "baseline", "", "also build this git revision (main, say) and show its sizes and init time beside the working tree's")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -46,6 +47,7 @@ type options struct {
 	verbose  bool
 	workDir  string
 	baseline string
+	fleet    int
 }
 
 // run measures the chosen scenarios and writes the table to out; progress
@@ -101,6 +103,9 @@ var scenarios = []measurement{
 	{"rss", "peak RSS, 5 invokes × 20 lines", measureSmallRSS},
 	{"outage", "Loki refusing, hanging, answering 429: what the function's invocations pay, what is lost", measureOutage},
 	{"memory", "memory and the spill file, 200 000 lines with Loki down, every flush mode", measureMemory},
+	{"first-window", "the first failing window: Loki closing connections, 500, 429, 429 with Retry-After, hanging", measureFirstWindow},
+	{"fleet", "a fleet of sandboxes of one function against Loki's default limits, and an outage in the middle", measureFleet},
+	{"drain", "the SHUTDOWN drain of an outage's backlog, against what Loki ingests from parallel pushers", measureDrain},
 }
 
 func scenarioNames() []string {

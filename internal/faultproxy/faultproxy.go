@@ -50,6 +50,9 @@ type Fault struct {
 	// RetryAfter is the Retry-After header of a Status or EveryOther answer
 	// (default "1" for 429, none otherwise).
 	RetryAfter string
+	// NoRetryAfter sends a 429 without Retry-After, as Loki's own rate
+	// limiter does.
+	NoRetryAfter bool
 }
 
 // Request is one request the proxy saw: when it came, and what became of
@@ -81,6 +84,8 @@ type Stats struct {
 	Requests, Forwarded, Failed, Dropped, Hung, AuthFailures int64
 	// MaxForwardedBytes is the largest request body forwarded.
 	MaxForwardedBytes int64
+	// RateLimited counts the forwarded requests Loki itself answered 429.
+	RateLimited int64
 }
 
 // Proxy is a running fault proxy.
@@ -96,7 +101,7 @@ type Proxy struct {
 	count   atomic.Int64
 	log     []Request
 
-	requests, forwarded, failed, dropped, hung, authFailures, maxBytes atomic.Int64
+	requests, forwarded, failed, dropped, hung, authFailures, maxBytes, rateLimited atomic.Int64
 }
 
 // Start runs a proxy in front of cfg.Upstream.
@@ -106,6 +111,12 @@ func Start(cfg Config) (*Proxy, error) {
 		return nil, fmt.Errorf("faultproxy: upstream: %w", err)
 	}
 	p := &Proxy{cfg: cfg, proxy: httputil.NewSingleHostReverseProxy(up), changed: make(chan struct{})}
+	p.proxy.ModifyResponse = func(resp *http.Response) error {
+		if resp.StatusCode == http.StatusTooManyRequests {
+			p.rateLimited.Add(1)
+		}
+		return nil
+	}
 	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(p.serve))
 	if cfg.TLS {
 		cert, caPEM, err := testCertificate(cfg.Host)
@@ -141,10 +152,15 @@ func (p *Proxy) URL() string {
 // CAFile is the PEM file of the CA that signed the proxy's certificate.
 func (p *Proxy) CAFile() string { return p.caFile }
 
-// SetFault changes the behaviour; hung requests are released.
+// SetFault changes the behaviour; hung requests are released when it differs from the current one.
 func (p *Proxy) SetFault(f Fault) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if f == p.fault {
+		// Not a change: hung requests stay hung, as behind a Loki that
+		// goes on hanging.
+		return
+	}
 	p.fault = f
 	close(p.changed)
 	p.changed = make(chan struct{})
@@ -161,7 +177,8 @@ func (p *Proxy) SetCredentials(username, password string) {
 // Stats returns the counts so far.
 func (p *Proxy) Stats() Stats {
 	return Stats{Requests: p.requests.Load(), Forwarded: p.forwarded.Load(), Failed: p.failed.Load(), Dropped: p.dropped.Load(),
-		Hung: p.hung.Load(), AuthFailures: p.authFailures.Load(), MaxForwardedBytes: p.maxBytes.Load()}
+		Hung: p.hung.Load(), AuthFailures: p.authFailures.Load(), MaxForwardedBytes: p.maxBytes.Load(),
+		RateLimited: p.rateLimited.Load()}
 }
 
 // Requests returns every request seen so far, in order of arrival.
@@ -267,7 +284,7 @@ func (p *Proxy) fail(w http.ResponseWriter, f Fault) {
 	switch {
 	case f.RetryAfter != "":
 		w.Header().Set("Retry-After", f.RetryAfter)
-	case f.Code == http.StatusTooManyRequests:
+	case f.Code == http.StatusTooManyRequests && !f.NoRetryAfter:
 		w.Header().Set("Retry-After", "1")
 	}
 	http.Error(w, fmt.Sprintf("injected failure %d", f.Code), f.Code)

@@ -20,7 +20,9 @@ const (
 	// back undelivered and Loki unavailable, which begins an outage.
 	Down
 	// Hang answers nothing until the push's context ends, then returns the
-	// entries undelivered and timed out.
+	// entries undelivered and timed out; or, with Timeout set, until the
+	// request's own timeout passes, which is Loki hanging: undelivered,
+	// timed out and unavailable.
 	Hang
 	// Reject refuses the entries for good, as a 400 does.
 	Reject
@@ -28,10 +30,10 @@ const (
 
 // Push is one call of the fake Pusher.
 type Push struct {
-	// At is when the push returned.
-	At     time.Time
-	Lines  []string
-	Answer Answer
+	// Began is when the push was called, At when it returned.
+	Began, At time.Time
+	Lines     []string
+	Answer    Answer
 	// Bounded says the push's context had a deadline; Until is the retry
 	// bound it was given.
 	Bounded bool
@@ -45,8 +47,11 @@ type Pusher struct {
 	mu                    sync.Mutex
 	answer                Answer
 	retryAfter            time.Duration
+	timeout               time.Duration
+	stalled               bool
 	undelivered, rejected int
 	started, release      chan struct{}
+	delay                 time.Duration
 	pushes                []Push
 }
 
@@ -62,6 +67,22 @@ func (p *Pusher) RetryAfter(d time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.retryAfter = d
+}
+
+// Timeout sets the request timeout of Hang answers (zero: none, they wait
+// for the context); stalled says such a timeout comes far too late, as in a
+// sandbox frozen during the request (loki.Result.Stalled).
+func (p *Pusher) Timeout(d time.Duration, stalled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timeout, p.stalled = d, stalled
+}
+
+// Delay makes every push take d before it answers, as a round trip does.
+func (p *Pusher) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
 }
 
 // Partial makes each delivered push leave its last undelivered entries
@@ -86,8 +107,10 @@ func (p *Pusher) Hold() (started <-chan struct{}, release func()) {
 
 // PushRetrying answers as set, and records the call.
 func (p *Pusher) PushRetrying(ctx context.Context, entries []loki.Entry, until time.Time) loki.Result {
+	began := time.Now()
 	p.mu.Lock()
 	answer, retryAfter, undelivered, rejected := p.answer, p.retryAfter, p.undelivered, p.rejected
+	timeout, stalled, delay := p.timeout, p.stalled, p.delay
 	started, release := p.started, p.release
 	p.started = nil
 	p.mu.Unlock()
@@ -97,6 +120,7 @@ func (p *Pusher) PushRetrying(ctx context.Context, entries []loki.Entry, until t
 	if release != nil {
 		<-release
 	}
+	time.Sleep(delay)
 	res := loki.Result{Counts: loki.Counts{Requests: 1}}
 	switch answer {
 	case Deliver:
@@ -114,8 +138,17 @@ func (p *Pusher) PushRetrying(ctx context.Context, entries []loki.Entry, until t
 		res.Undelivered, res.Unavailable, res.RetryAfter = entries, true, retryAfter
 		res.Err = errors.New("connection refused")
 	case Hang:
-		<-ctx.Done()
-		res.Undelivered, res.TimedOut, res.Err = entries, true, ctx.Err()
+		var own <-chan time.Time
+		if timeout > 0 {
+			own = time.After(timeout)
+		}
+		res.Undelivered, res.TimedOut = entries, true
+		select {
+		case <-ctx.Done():
+			res.Err = ctx.Err()
+		case <-own:
+			res.Unavailable, res.Stalled, res.Err = true, stalled, context.DeadlineExceeded
+		}
 	case Reject:
 		res.Rejected = len(entries)
 		res.Err = errors.New("400 Bad Request")
@@ -123,7 +156,7 @@ func (p *Pusher) PushRetrying(ctx context.Context, entries []loki.Entry, until t
 	}
 	_, bounded := ctx.Deadline()
 	p.mu.Lock()
-	p.pushes = append(p.pushes, Push{At: time.Now(), Lines: Lines(entries), Answer: answer, Bounded: bounded, Until: until})
+	p.pushes = append(p.pushes, Push{Began: began, At: time.Now(), Lines: Lines(entries), Answer: answer, Bounded: bounded, Until: until})
 	p.mu.Unlock()
 	return res
 }

@@ -216,7 +216,9 @@ func Refused(requests []faultproxy.Request) int {
 // in each of DownInvokes invocations while Loki is down, in one flush mode,
 // with or without the spill file; then Loki is back, and invocations give
 // the background thawed time to deliver what waited, until Loki holds
-// every line or MaxRecoveryInvokes have run; then SHUTDOWN.
+// every line or MaxRecoveryInvokes have run; then SHUTDOWN. With
+// MaxRecoveryInvokes 0 Loki comes back at SHUTDOWN, and the drain pushes
+// everything.
 type FloodPlan struct {
 	Loki *lokiserver.Server
 	// Sandbox as in Plan: ExtensionsDir and FunctionName at least.
@@ -273,6 +275,10 @@ type FloodResult struct {
 	// Summary is all of the shutdown summary.
 	Summary      Summary
 	PeakRSSBytes int64
+	// ShutdownTook is from SHUTDOWN to the extension's exit: with no
+	// recovery invocations (MaxRecoveryInvokes 0) it is the drain of
+	// everything that waited.
+	ShutdownTook time.Duration
 	// EmulatorDropped are records the emulator's Telemetry API dropped
 	// because the listener did not keep up.
 	EmulatorDropped int64
@@ -326,7 +332,7 @@ func Flood(ctx context.Context, p FloodPlan) (r FloodResult, err error) {
 				return r, err
 			}
 		}
-		res, err := sb.Invoke(ctx, sandbox.Function{Lines: p.LinesEach, LineBytes: 512, Duration: 2 * time.Second})
+		res, err := sb.Invoke(ctx, sandbox.Function{Lines: p.LinesEach, LineBytes: FloodLineBytes, Duration: 2 * time.Second})
 		if err != nil {
 			return r, fmt.Errorf("invocation %d with Loki down: %w", i+1, err)
 		}
@@ -349,7 +355,7 @@ func Flood(ctx context.Context, p FloodPlan) (r FloodResult, err error) {
 	}
 	r.EmulatorDropped = sb.Stats().DroppedRecords
 	sd, err := Shutdown(ctx, sb)
-	r.PeakRSSBytes = sd.PeakRSSBytes
+	r.PeakRSSBytes, r.ShutdownTook = sd.PeakRSSBytes, sd.Duration
 	if err != nil {
 		return r, err
 	}
