@@ -39,7 +39,7 @@ const (
 // delivered as a text record (docs/lambda-runtime-contract.md#managed-instances):
 // `| request_id="<id>"` must find exactly that invocation's lines.
 func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
-	fn := realFunction(t, runtimes.TypeScript)
+	fn := readableCopy(t, realFunction(t, runtimes.TypeScript))
 	installForRIE(t, fn)
 	rie, err := riebin.Ensure(t.Context(), testWriter{t})
 	if err != nil {
@@ -109,6 +109,40 @@ func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
 	}
 }
 
+// readableCopy copies the built function (its staged directory, the
+// parent of its code directory, with the dependencies it links to) where
+// any user can read it: RIE runs the runtime and the extensions as an
+// unprivileged user (uid 993), who cannot read the builds cached in root's
+// home.
+func readableCopy(t *testing.T, fn *runtimes.Function) *runtimes.Function {
+	t.Helper()
+	root := filepath.Dir(fn.Dir)
+	tmp, err := os.MkdirTemp("", "rie-function-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(tmp, "function")
+	for _, args := range [][]string{{"cp", "-rL", root, dst}, {"chmod", "-R", "a+rX", dst}} {
+		if out, err := exec.CommandContext(t.Context(), args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("copying the function (%s): %v: %s", args[0], err, out)
+		}
+	}
+	moved := *fn
+	moved.Dir = filepath.Join(dst, strings.TrimPrefix(fn.Dir, root))
+	moved.Command = make([]string, len(fn.Command))
+	for i, a := range fn.Command {
+		if strings.HasPrefix(a, root+"/") {
+			a = filepath.Join(dst, strings.TrimPrefix(a, root))
+		}
+		moved.Command[i] = a
+	}
+	return &moved
+}
+
 // installForRIE puts the built extension in /opt/extensions, a bootstrap
 // that starts fn's runtime client in /var/runtime, and fn's code at
 // /var/task (a link), for the test's life; it skips when that cannot be done
@@ -164,25 +198,29 @@ func installForRIE(t *testing.T, fn *runtimes.Function) {
 	t.Cleanup(func() { _ = os.Remove(rieTask) })
 }
 
-// invokeRIE invokes the function through RIE's invoke endpoint.
+// invokeRIE invokes the function through RIE's invoke endpoint, once the
+// runtime is ready: RIE refuses the connection until it listens and answers
+// Runtime.Unavailable until the runtime waits in /next.
 func invokeRIE(t *testing.T, url, marker string) {
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"marker": marker})
-	var resp *http.Response
-	var err error
-	// RIE answers once the function's init is done.
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		if resp, err = http.Post(url, "application/json", bytes.NewReader(body)); err == nil {
+	var status int
+	var got []byte
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			got = []byte(err.Error())
+			continue
+		}
+		got, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		status = resp.StatusCode
+		if !strings.Contains(string(got), "Runtime.Unavailable") {
 			break
 		}
 	}
-	if err != nil {
-		t.Fatalf("invoking through RIE: %v", err)
-	}
-	defer resp.Body.Close()
-	got, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(got), marker) {
-		t.Fatalf("RIE answered %d: %s", resp.StatusCode, got)
+	if status != http.StatusOK || !strings.Contains(string(got), marker) {
+		t.Fatalf("RIE answered %d: %s", status, got)
 	}
 }
 
