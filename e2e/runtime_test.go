@@ -23,16 +23,8 @@ import (
 )
 
 // realRuntimes are the article's test functions (functions/), each run by
-// its real runtime as the sandbox's runtime process. A language is one row:
-// its name and the getter that builds its function.
-var realRuntimes = []struct {
-	name string
-	get  func(ctx context.Context, progress io.Writer) (runtimes.Function, error)
-}{
-	{"go", runtimes.Go},
-	{"typescript", runtimes.TypeScript},
-	{"python", runtimes.Python},
-}
+// its real runtime as the sandbox's runtime process.
+var realRuntimes = runtimes.Languages()
 
 // realFunction builds a row's function, or skips the test with the
 // getter's hint when a toolchain is missing (under CI it fails instead).
@@ -88,8 +80,8 @@ func TestRealRuntimes(t *testing.T) {
 	for _, rt := range realRuntimes {
 		for _, m := range modes {
 			for _, format := range []string{"text", "json"} {
-				t.Run(rt.name+"/"+m.name+"/"+format, func(t *testing.T) {
-					fn := realFunction(t, rt.get)
+				t.Run(rt.Name+"/"+m.name+"/"+format, func(t *testing.T) {
+					fn := realFunction(t, rt.Build)
 					srv := e2etest.Loki(t)
 					// DEBUG: the spec's debug line is written in both formats.
 					cfg := sandbox.Config{Runtime: fn, Mode: m.mode, LogFormat: format, LogLevel: "DEBUG", ActiveTracing: true, FunctionTimeout: 2 * time.Second}
@@ -238,8 +230,8 @@ func TestRealRuntimesFiltered(t *testing.T) {
 	const rules = `[{"type": "mask_sequences", "name": "mask_emails", "pattern": "[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\\.[A-Za-z]{2,}", "replace_placeholder": "[EMAIL]"}]`
 	for _, rt := range realRuntimes {
 		for _, format := range []string{"text", "json"} {
-			t.Run(rt.name+"/"+format, func(t *testing.T) {
-				fn := realFunction(t, rt.get)
+			t.Run(rt.Name+"/"+format, func(t *testing.T) {
+				fn := realFunction(t, rt.Build)
 				srv := e2etest.Loki(t)
 				marker := fmt.Sprintf("mk%d", time.Now().UnixNano()%1_000_000_000)
 				o := runFunctions(t, sandbox.Config{Runtime: fn, LogFormat: format, LogLevel: "DEBUG"}, []string{"LOKI_MIN_LEVEL=info", "LOKI_PROCESSING_RULES=" + rules}, 0,

@@ -188,20 +188,7 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 	// a transient failure followed by success is no error.
 	var lastErr error
 	reauthed := false
-	giveUp := func() bool {
-		res.TimedOut = errors.Is(lastErr, context.DeadlineExceeded) || lastErr == nil
-		switch {
-		case lastErr == nil:
-			lastErr = fmt.Errorf("pushing to %s: %w", c.ep().redacted, ctx.Err())
-		case errors.Is(lastErr, context.Canceled) && errors.Is(ctx.Err(), context.Canceled):
-			// The caller called the request off (SHUTDOWN stops the
-			// background pushes): that says nothing of Loki.
-		default:
-			res.Unavailable = true
-		}
-		res.Err = lastErr
-		return false
-	}
+	giveUp := func() bool { return c.giveUp(ctx, lastErr, res) }
 	for attempt := 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return giveUp()
@@ -263,6 +250,22 @@ func (c *Client) pushRequest(ctx context.Context, entries []Entry, until time.Ti
 			return giveUp()
 		}
 	}
+}
+
+// giveUp ends a request undelivered with its last error, and says whether
+// Loki is unavailable: not when the caller called the request off
+// (SHUTDOWN stops the background pushes), which says nothing of Loki.
+func (c *Client) giveUp(ctx context.Context, lastErr error, res *Result) bool {
+	res.TimedOut = errors.Is(lastErr, context.DeadlineExceeded) || lastErr == nil
+	switch {
+	case lastErr == nil:
+		lastErr = fmt.Errorf("pushing to %s: %w", c.ep().redacted, ctx.Err())
+	case errors.Is(lastErr, context.Canceled) && errors.Is(ctx.Err(), context.Canceled):
+	default:
+		res.Unavailable = true
+	}
+	res.Err = lastErr
+	return false
 }
 
 // pauseBeforeRetry waits before the next attempt, and reports whether

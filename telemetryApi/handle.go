@@ -47,24 +47,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 				p.add(l.platformEntry(ev, received, startLine(s), id), room)
 			}
 		case TypePlatformRuntimeDone:
-			var rd RuntimeDone
-			// A field of an unexpected type must not cost the signal the
-			// lifecycle waits for: the request ID is what counts.
-			if !l.decodeRecord(ev, &rd) && rd.RequestID == "" {
-				continue
-			}
-			rd.RequestID = l.invocations.of(rd.RequestID).requestID
-			if rd.Status != "" && rd.Status != "success" {
-				e := l.platformEntry(ev, received, failureLine(rd), rd.RequestID)
-				e.Stream = loki.StreamFunction
-				p.add(e, room)
-			}
-			if l.cfg.ShipPlatform {
-				p.add(l.platformEntry(ev, received, endLine(rd), rd.RequestID), room)
-			}
-			handOver()
-			l.invocations.end(rd.RequestID)
-			l.done.signal(rd)
+			l.runtimeDone(ev, received, &p, room, handOver)
 		case TypePlatformReport:
 			var rep Report
 			if l.cfg.ShipPlatform && l.decodeRecord(ev, &rep) {
@@ -74,13 +57,7 @@ func (l *Listener) handle(events []Event, received time.Time) {
 				p.add(e, room)
 			}
 		case TypePlatformLogsDropped:
-			var d LogsDropped
-			if l.decodeRecord(ev, &d) {
-				l.lambdaDropped.Add(d.DroppedRecords)
-				l.done.dropped(received)
-				l.cfg.Log.WithFields(logrus.Fields{"droppedRecords": d.DroppedRecords, "droppedBytes": d.DroppedBytes}).
-					Warnf("Lambda dropped log records before they reached the extension: %s", d.Reason)
-			}
+			l.logsDropped(ev, received)
 		case TypePlatformRestoreStart:
 			// Sandboxes restored from one snapshot must not share the offset
 			// drawn before it.
@@ -96,6 +73,42 @@ func (l *Listener) handle(events []Event, received time.Time) {
 		}
 	}
 	handOver()
+}
+
+// runtimeDone ends an invocation: its failure and END lines join the
+// batch's lines, which are handed over before the signal, so that every
+// line of the invocation is queued when the lifecycle wakes.
+func (l *Listener) runtimeDone(ev *Event, received time.Time, p *pending, room int, handOver func()) {
+	var rd RuntimeDone
+	// A field of an unexpected type must not cost the signal the
+	// lifecycle waits for: the request ID is what counts.
+	if !l.decodeRecord(ev, &rd) && rd.RequestID == "" {
+		return
+	}
+	rd.RequestID = l.invocations.of(rd.RequestID).requestID
+	if rd.Status != "" && rd.Status != "success" {
+		e := l.platformEntry(ev, received, failureLine(rd), rd.RequestID)
+		e.Stream = loki.StreamFunction
+		p.add(e, room)
+	}
+	if l.cfg.ShipPlatform {
+		p.add(l.platformEntry(ev, received, endLine(rd), rd.RequestID), room)
+	}
+	handOver()
+	l.invocations.end(rd.RequestID)
+	l.done.signal(rd)
+}
+
+// logsDropped counts the records Lambda says it dropped, and lets a wait
+// for a runtimeDone that may have been among them end early.
+func (l *Listener) logsDropped(ev *Event, received time.Time) {
+	var d LogsDropped
+	if l.decodeRecord(ev, &d) {
+		l.lambdaDropped.Add(d.DroppedRecords)
+		l.done.dropped(received)
+		l.cfg.Log.WithFields(logrus.Fields{"droppedRecords": d.DroppedRecords, "droppedBytes": d.DroppedBytes}).
+			Warnf("Lambda dropped log records before they reached the extension: %s", d.Reason)
+	}
 }
 
 // lineEntry turns a function or extension record into an entry of the

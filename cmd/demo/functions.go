@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"text/tabwriter"
@@ -16,17 +15,6 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/internal/runtimes"
 	"github.com/lambda-loki/grafana-loki-extension/sandbox"
 )
-
-// testFunctions are the article's three test functions, each with the
-// getter that builds it (once; later runs use the cache).
-var testFunctions = []struct {
-	name string
-	get  func(ctx context.Context, progress io.Writer) (runtimes.Function, error)
-}{
-	{"go", runtimes.Go},
-	{"typescript", runtimes.TypeScript},
-	{"python", runtimes.Python},
-}
 
 // result is one function's run in one log format.
 type result struct {
@@ -44,14 +32,14 @@ func runFunctions(ctx context.Context, s setup, o options) error {
 		formats = []string{o.format}
 	}
 	var results []result
-	for _, tf := range testFunctions {
-		if o.only != "" && o.only != tf.name {
+	for _, tf := range runtimes.Languages() {
+		if o.only != "" && o.only != tf.Name {
 			continue
 		}
-		step("building the %s function (once; cached afterwards)", tf.name)
-		fn, err := tf.get(ctx, os.Stdout)
+		step("building the %s function (once; cached afterwards)", tf.Name)
+		fn, err := tf.Build(ctx, os.Stdout)
 		if errors.Is(err, runtimes.ErrToolchainMissing) {
-			results = append(results, result{function: tf.name, format: "-", err: err})
+			results = append(results, result{function: tf.Name, format: "-", err: err})
 			continue
 		}
 		if err != nil {

@@ -6,8 +6,10 @@
 package runtimes
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/gobuild"
@@ -32,6 +34,19 @@ type Function struct {
 	// Env holds extra variables the runtime needs (KEY=value), beside the
 	// ones the emulator sets as Lambda does.
 	Env []string
+}
+
+// Language is one of the test functions: its language's name and how to
+// build it.
+type Language struct {
+	Name  string
+	Build func(ctx context.Context, progress io.Writer) (Function, error)
+}
+
+// Languages are the article's three test functions, in the order the demo
+// and the end-to-end tests run them.
+func Languages() []Language {
+	return []Language{{"go", Go}, {"typescript", TypeScript}, {"python", Python}}
 }
 
 // ErrToolchainMissing is wrapped by the errors of a build that cannot run on
