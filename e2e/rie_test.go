@@ -12,12 +12,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/lambda-loki/grafana-loki-extension/internal/e2etest"
 	"github.com/lambda-loki/grafana-loki-extension/internal/freeport"
+	"github.com/lambda-loki/grafana-loki-extension/internal/outputbuf"
 	"github.com/lambda-loki/grafana-loki-extension/internal/riebin"
 	"github.com/lambda-loki/grafana-loki-extension/internal/runtimes"
 )
@@ -62,7 +62,7 @@ func TestRuntimeInterfaceEmulatorManagedInstances(t *testing.T) {
 	cmd.Env = append(cmd.Env,
 		"AWS_LAMBDA_MAX_CONCURRENCY=4", "AWS_LAMBDA_FUNCTION_NAME="+function, "_HANDLER="+fn.Handler, "LAMBDA_TASK_ROOT="+fn.Dir,
 		"LOKI_URL="+srv.PushURL(), "AWS_SAM_LOCAL=true", fmt.Sprintf("TELEMETRY_LISTENER_PORT=%d", ports[2]), "LOG_LEVEL=debug")
-	var out syncBuffer
+	var out outputbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -245,22 +245,4 @@ func requestIDsByMarker(t *testing.T, output string, markers []string) map[strin
 		}
 	}
 	return ids
-}
-
-// syncBuffer is a bytes.Buffer for a process's output, read meanwhile.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/lambda-loki/grafana-loki-extension/config"
 	"github.com/lambda-loki/grafana-loki-extension/extensionApi"
 	"github.com/lambda-loki/grafana-loki-extension/internal/lokitest"
+	"github.com/lambda-loki/grafana-loki-extension/internal/outputbuf"
 	"github.com/lambda-loki/grafana-loki-extension/loki"
 	"github.com/lambda-loki/grafana-loki-extension/telemetryApi"
 	"github.com/sirupsen/logrus"
@@ -245,28 +246,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// logBuffer holds the extension's log; logrus writes from several
-// goroutines and the test reads it meanwhile.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // testLog returns a logger writing into a buffer, shown when the test fails.
-func testLog(t *testing.T) (*logrus.Logger, *logBuffer) {
-	buf := &logBuffer{}
+func testLog(t *testing.T) (*logrus.Logger, *outputbuf.Buffer) {
+	buf := &outputbuf.Buffer{}
 	log := logrus.New()
 	log.SetOutput(buf)
 	log.SetLevel(logrus.DebugLevel)
@@ -319,7 +301,7 @@ type harness struct {
 	api    *fakeAPI
 	pusher *lokitest.Pusher
 	x      *extension
-	log    *logBuffer
+	log    *outputbuf.Buffer
 	// telemetryURL is the listener's address, where the test posts batches.
 	telemetryURL string
 	code         int

@@ -1,7 +1,6 @@
 package runtimes
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/lambda-loki/grafana-loki-extension/internal/outputbuf"
 )
 
 // runtimeAPI is a strict stand-in for Lambda's Runtime API, enough to run a
@@ -165,7 +166,7 @@ func invoke(t *testing.T, fn Function, event string, opts runOptions) runOutput 
 		cmd.Env = append(cmd.Env, "AWS_LAMBDA_LOG_LEVEL="+opts.level)
 	}
 	cmd.Env = append(cmd.Env, fn.Env...)
-	var stdout syncBuffer
+	var stdout outputbuf.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stdout
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -262,23 +263,4 @@ func readFrames(t *testing.T, r io.ReadCloser) []frame {
 		}
 		frames = append(frames, frame{typ, string(msg)})
 	}
-}
-
-// syncBuffer is a bytes.Buffer the process's output goroutines and the test
-// may use at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
